@@ -1,0 +1,332 @@
+"""Gaussians and the divergences between them: KL, Wasserstein-2 and Hellinger.
+
+All three go through :mod:`lindiff._linalg`, so "numerically zero" means the same thing in each.
+When two Gaussians share an eigenbasis (both built with :meth:`Gaussian.from_spectrum` on the same
+basis) the divergences are computed per eigenvalue in O(d).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _linalg
+from ._validation import RNGLike, as_finite_array, as_points, as_positive_int, as_rng, as_training_set
+
+__all__ = ["Gaussian", "Infinite", "kl", "w2", "hellinger"]
+
+
+class Infinite(float):
+    """``float('inf')`` that carries the reason it is infinite.
+
+    Behaves exactly like ``math.inf`` in arithmetic and comparisons; ``.reason`` says why.
+
+    >>> x = Infinite("q is singular where p has mass")
+    >>> x == float("inf"), x.reason
+    (True, 'q is singular where p has mass')
+    """
+
+    reason: str
+
+    def __new__(cls, reason: str) -> "Infinite":
+        obj = super().__new__(cls, float("inf"))
+        obj.reason = reason
+        return obj
+
+    def __repr__(self) -> str:
+        return f"Infinite({self.reason!r})"
+
+    def __reduce__(self):
+        return (Infinite, (self.reason,))
+
+
+@dataclass(frozen=True, eq=False)
+class Gaussian:
+    r"""A multivariate normal :math:`\mathcal N(\mu, \Sigma)` in ``dim`` dimensions, float64.
+
+    The covariance must be finite, symmetric (``max|C - C^T| <= 1e-10 max(1, max|C|)``) and positive
+    semi-definite: eigenvalues below ``-1e6 eps max|lambda|`` are rejected, and those of smaller
+    magnitude are treated as exactly zero (singular covariances are legal).
+
+    Parameters
+    ----------
+    mean : array_like, shape (d,)
+    cov : array_like, shape (d, d)
+
+    Examples
+    --------
+    >>> g = Gaussian([0.0, 1.0], [[2.0, 0.0], [0.0, 0.5]])
+    >>> g.dim, round(float(g.logpdf([0.0, 1.0])), 6)
+    (2, -1.837877)
+    """
+
+    mean: np.ndarray
+    cov: np.ndarray
+    _eig: _linalg.PSDEig | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        mean = as_finite_array(self.mean, "mean", ndim=1)
+        cov = as_finite_array(self.cov, "cov", ndim=2)
+        d = mean.shape[0]
+        if cov.shape != (d, d):
+            raise ValueError(f"cov must have shape ({d}, {d}) to match mean of length {d}, got {cov.shape}")
+        if not _linalg.is_symmetric(cov):
+            raise ValueError(
+                f"cov is not symmetric (max|C - C^T| = {np.max(np.abs(cov - cov.T)):.3e}); "
+                "a symmetric positive semi-definite matrix is required"
+            )
+        cov = 0.5 * (cov + cov.T)
+        if self._eig is None:
+            eig = _linalg.psd_eig(cov, "cov")
+        else:
+            eig = self._eig
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "cov", cov)
+        object.__setattr__(self, "_eig", eig)
+        mean.setflags(write=False)
+        cov.setflags(write=False)
+
+    # ----------------------------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return int(self.mean.shape[0])
+
+    @property
+    def eigenvalues(self) -> np.ndarray:
+        """Eigenvalues of ``cov`` (ascending unless given by :meth:`from_spectrum`), numerically-zero
+        ones set to exactly 0; they pair with the columns of :attr:`eigenvectors`."""
+        return self._eig.values
+
+    @property
+    def eigenvectors(self) -> np.ndarray:
+        return self._eig.vectors
+
+    @property
+    def rank(self) -> int:
+        return self._eig.rank
+
+    @property
+    def singular(self) -> bool:
+        return self._eig.singular
+
+    def __repr__(self) -> str:
+        return f"Gaussian(dim={self.dim}, rank={self.rank}, trace={float(np.trace(self.cov)):.6g})"
+
+    # ----------------------------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, X) -> "Gaussian":
+        r"""Mean and 1/N covariance of the rows of ``X`` (shape (N, d)).
+
+        The 1/N normalisation is the one the DSM loss on the training set leads to.
+        """
+        X = as_training_set(X, "X")
+        mean = X.mean(axis=0)
+        centred = X - mean
+        cov = centred.T @ centred / X.shape[0]
+        return cls(mean, cov)
+
+    @classmethod
+    def from_spectrum(cls, eigenvalues, basis=None, mean=None) -> "Gaussian":
+        r""":math:`\mathcal N(m, U \operatorname{diag}(\lambda) U^T)`; the eigendecomposition is kept.
+
+        Parameters
+        ----------
+        eigenvalues : array_like, shape (d,)
+            Non-negative (tiny negatives within the cut-off are clipped).
+        basis : array_like, shape (d, d), optional
+            Orthonormal columns ``U``; the identity when omitted.  The array is kept as it is (not
+            copied or reordered), so Gaussians built on the same basis array take the O(d)
+            divergence fast paths.
+        mean : array_like, shape (d,), optional
+            Zero when omitted.
+        """
+        values = as_finite_array(eigenvalues, "eigenvalues", ndim=1)
+        d = values.shape[0]
+        values, zero = _linalg.clip_spectrum(values, "eigenvalues")
+        if basis is None:
+            basis = np.eye(d)
+        else:
+            basis = as_finite_array(basis, "basis", ndim=2)
+            if basis.shape != (d, d):
+                raise ValueError(f"basis must have shape ({d}, {d}) to match {d} eigenvalues, got {basis.shape}")
+            # O(d^2) randomised check of U^T U = I (a full product would cost O(d^3) per call).
+            probe = np.random.default_rng(0).standard_normal(d)
+            if not np.allclose(basis.T @ (basis @ probe), probe, atol=1e-8 * np.linalg.norm(probe)):
+                raise ValueError("basis must have orthonormal columns (U^T U = I within 1e-8)")
+        mean = np.zeros(d) if mean is None else as_finite_array(mean, "mean", ndim=1)
+        cov = (basis * values) @ basis.T
+        return cls(mean, cov, _linalg.PSDEig(values, basis, zero))
+
+    @classmethod
+    def standard(cls, dim: int) -> "Gaussian":
+        """N(0, I) in ``dim`` dimensions."""
+        dim = as_positive_int(dim, "dim")
+        return cls.from_spectrum(np.ones(dim))
+
+    # ----------------------------------------------------------------------------------------------
+    def sample(self, n: int, rng: RNGLike = None) -> np.ndarray:
+        """``n`` independent draws as rows, shape (n, d)."""
+        n = as_positive_int(n, "n")
+        gen = as_rng(rng)
+        z = gen.standard_normal((n, self.dim))
+        root = self._eig.vectors * np.sqrt(self._eig.values)
+        return self.mean + z @ root.T
+
+    def logpdf(self, x) -> np.ndarray | float:
+        r"""Log density at the rows of ``x``.
+
+        For a singular covariance this is the density with respect to Lebesgue measure on the
+        support ``mean + range(cov)`` (as scipy's ``allow_singular=True``) and ``-inf`` off it.
+        """
+        pts, single = as_points(x, self.dim)
+        eig = self._eig
+        centred = (pts - self.mean) @ eig.vectors
+        keep = ~eig.zero
+        maha = np.sum(centred[:, keep] ** 2 / eig.values[keep], axis=1)
+        out = -0.5 * (maha + eig.rank * np.log(2 * np.pi) + eig.logpdet())
+        if eig.singular:
+            off = np.sqrt(np.sum(centred[:, ~keep] ** 2, axis=1))
+            scale = 1.0 + np.sqrt(np.abs(eig.values).max(initial=0.0)) + np.abs(pts).max(axis=1)
+            out = np.where(off > 1e-8 * scale, -np.inf, out)
+        return float(out[0]) if single else out
+
+    def shares_basis_with(self, other: "Gaussian") -> bool:
+        """True when both covariances are stored in the same eigenbasis object (fast paths)."""
+        return self._eig.vectors is other._eig.vectors
+
+
+def _check_pair(p: Gaussian, q: Gaussian) -> None:
+    for name, g in (("p", p), ("q", q)):
+        if not isinstance(g, Gaussian):
+            raise TypeError(f"{name} must be a lindiff.Gaussian, got {type(g).__name__}")
+    if p.dim != q.dim:
+        raise ValueError(f"p and q must have the same dimension, got {p.dim} and {q.dim}")
+
+
+def _identical(p: Gaussian, q: Gaussian) -> bool:
+    return p is q or (np.array_equal(p.mean, q.mean) and np.array_equal(p.cov, q.cov))
+
+
+def kl(p: Gaussian, q: Gaussian) -> float:
+    r"""Kullback–Leibler divergence :math:`\mathrm{KL}(p \,\|\, q)` between Gaussians.
+
+    .. math::
+        \mathrm{KL} = \tfrac12\big[\operatorname{tr}(\Sigma_q^{-1}\Sigma_p) - d
+        + (\mu_q-\mu_p)^T\Sigma_q^{-1}(\mu_q-\mu_p) + \log\det\Sigma_q - \log\det\Sigma_p\big].
+
+    Singular covariances are allowed.  The divergence is finite exactly when p and q have the same
+    support (the same affine subspace ``mean + range(cov)``); it is then computed on that subspace
+    with pseudo-determinants.  Otherwise an :class:`Infinite` (``inf`` with ``.reason``) is returned,
+    never NaN.  ``kl(p, p) == 0`` exactly.
+
+    Examples
+    --------
+    >>> p = Gaussian([0.0], [[1.0]]); q = Gaussian([1.0], [[2.0]])
+    >>> round(kl(p, q), 6)
+    0.346574
+    """
+    _check_pair(p, q)
+    if _identical(p, q):
+        return 0.0
+    d = p.dim
+    dm = q.mean - p.mean
+    if p.shares_basis_with(q):
+        lp, lq = p.eigenvalues, q.eigenvalues
+        zp, zq = p._eig.zero, q._eig.zero
+        dm_u = q.eigenvectors.T @ dm
+        if np.any(zq & ~zp):
+            return Infinite(f"q is singular in {int(np.sum(zq & ~zp))} direction(s) where p has variance")
+        if np.any(zp & ~zq):
+            return Infinite(f"p is singular in {int(np.sum(zp & ~zq))} direction(s) where q has variance")
+        if np.any(zq):
+            off = dm_u[zq]
+            if np.sum(off**2) > _linalg.cutoff(lq):
+                return Infinite("the means differ along a direction in which both covariances are singular")
+        keep = ~zq
+        r = lp[keep] / lq[keep]
+        value = 0.5 * (np.sum(r - 1.0 - np.log(r)) + np.sum(dm_u[keep] ** 2 / lq[keep]))
+        return float(max(value, 0.0))
+    eq = q._eig
+    ep = p._eig
+    if eq.singular:
+        null = eq.null_basis()
+        leak = null.T @ p.cov @ null
+        if np.max(np.abs(leak), initial=0.0) > _linalg.cutoff(eq.values):
+            return Infinite(f"q is singular (rank {eq.rank} < {d}) in directions where p has variance")
+        if np.sum((null.T @ dm) ** 2) > _linalg.cutoff(eq.values):
+            return Infinite(f"q is singular (rank {eq.rank} < {d}) and the mean of p lies off the support of q")
+    rng_basis = eq.range_basis()
+    lq = eq.values[~eq.zero]
+    sp = rng_basis.T @ p.cov @ rng_basis
+    logdet_p = _linalg.logdet_pd(sp) if sp.size else 0.0
+    if ep.rank < eq.rank or not np.isfinite(logdet_p):
+        return Infinite(f"p is singular (rank {ep.rank}) on the {eq.rank}-dimensional support of q")
+    dm_r = rng_basis.T @ dm
+    trace = float(np.sum(np.diag(sp) / lq))
+    value = 0.5 * (trace - eq.rank + float(np.sum(dm_r**2 / lq)) + float(np.sum(np.log(lq))) - logdet_p)
+    return float(max(value, 0.0))
+
+
+def w2(p: Gaussian, q: Gaussian) -> float:
+    r"""Wasserstein-2 distance (not squared) between Gaussians (Bures–Wasserstein).
+
+    .. math::
+        W_2^2 = \|\mu_p - \mu_q\|^2 + \operatorname{tr}\Sigma_p + \operatorname{tr}\Sigma_q
+        - 2\operatorname{tr}\big(\Sigma_p^{1/2}\Sigma_q\Sigma_p^{1/2}\big)^{1/2}.
+
+    Finite for singular covariances; square roots via ``eigh`` with clipping.  For covariances in a
+    shared eigenbasis it is :math:`\sqrt{\|\Delta\mu\|^2 + \sum_i (\sqrt{\lambda_i} - \sqrt{\lambda'_i})^2}`
+    (Pierret & Galerne 2025).  ``w2(p, p) == 0`` exactly.
+
+    Examples
+    --------
+    >>> round(w2(Gaussian([0.0], [[1.0]]), Gaussian([3.0], [[4.0]])), 6)
+    3.162278
+    """
+    _check_pair(p, q)
+    if _identical(p, q):
+        return 0.0
+    mean_term = float(np.sum((p.mean - q.mean) ** 2))
+    if p.shares_basis_with(q):
+        cov_term = float(np.sum((np.sqrt(p.eigenvalues) - np.sqrt(q.eigenvalues)) ** 2))
+    else:
+        root = p._eig.sqrt()
+        cross = _linalg.trace_sqrt_psd(root @ q.cov @ root)
+        cov_term = float(np.trace(p.cov) + np.trace(q.cov) - 2.0 * cross)
+    return float(np.sqrt(max(mean_term + cov_term, 0.0)))
+
+
+def hellinger(p: Gaussian, q: Gaussian) -> float:
+    r"""Hellinger distance :math:`H(p, q) = \sqrt{1 - \mathrm{BC}(p, q)} \in [0, 1]`.
+
+    .. math::
+        \mathrm{BC} = \frac{\det\Sigma_p^{1/4}\det\Sigma_q^{1/4}}{\det\bar\Sigma^{1/2}}
+        \exp\!\big(-\tfrac18 \Delta\mu^T \bar\Sigma^{-1}\Delta\mu\big),\quad
+        \bar\Sigma = \tfrac12(\Sigma_p + \Sigma_q).
+
+    Singular covariances: if p and q live on different affine subspaces they are mutually singular
+    and ``H = 1``; on a common support the formula holds with pseudo-determinants.
+
+    Examples
+    --------
+    >>> round(hellinger(Gaussian([0.0], [[1.0]]), Gaussian([0.0], [[1.0]])), 6)
+    0.0
+    """
+    _check_pair(p, q)
+    if _identical(p, q):
+        return 0.0
+    avg = _linalg.psd_eig(0.5 * (p.cov + q.cov), "average covariance")
+    dm = q.mean - p.mean
+    if p.rank < avg.rank or q.rank < avg.rank:
+        return 1.0
+    if avg.singular and np.sum((avg.null_basis().T @ dm) ** 2) > _linalg.cutoff(avg.values):
+        return 1.0
+    basis = avg.range_basis()
+    la = avg.values[~avg.zero]
+    logdet_p = _linalg.logdet_pd(basis.T @ p.cov @ basis) if basis.size else 0.0
+    logdet_q = _linalg.logdet_pd(basis.T @ q.cov @ basis) if basis.size else 0.0
+    dm_r = basis.T @ dm
+    log_bc = 0.25 * (logdet_p + logdet_q) - 0.5 * float(np.sum(np.log(la))) - 0.125 * float(np.sum(dm_r**2 / la))
+    h2 = -np.expm1(min(log_bc, 0.0))
+    return float(np.sqrt(max(h2, 0.0)))

@@ -1,0 +1,158 @@
+r"""Exact denoising-score-matching losses of affine models, per time, summed over coordinates.
+
+For an affine eps-model :math:`\hat\varepsilon(x) = W x + b` and data with mean m and covariance C,
+
+.. math::
+    \mathbb E\|\varepsilon - W x_t - b\|^2 = \|I - \sigma W\|_F^2 + \alpha^2\operatorname{tr}(W C W^T)
+    + \|\alpha W m + b\|^2 ,
+
+with the noise expectation exact.  ``data`` is a :class:`~lindiff.Gaussian` (population / test loss)
+or an array X of training points (training loss; m, C = the mean and 1/N covariance of X).
+
+Identities that tie the functions together (tested):
+``dsm_loss(model, p0, t) = sigma^2 * score_matching_loss(model, p0, t) + irreducible_loss(p0, process, t)``
+and ``generalisation_gap(model, X, p0, t) = dsm_loss(model, p0, t) - dsm_loss(model, X, t)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validation import as_training_set
+from .gaussian import Gaussian
+from .scores import AffineModel
+
+__all__ = ["dsm_loss", "score_matching_loss", "irreducible_loss", "generalisation_gap"]
+
+
+def _data_gaussian(model: AffineModel, data) -> Gaussian:
+    if isinstance(data, Gaussian):
+        g = data
+    else:
+        X = as_training_set(data, "data")
+        fitted = model.data
+        # Reuse the model's own fitted Gaussian when data are its training points (shared basis).
+        g = Gaussian.fit(X)
+        if fitted is not None and np.array_equal(g.mean, fitted.mean) and np.array_equal(g.cov, fitted.cov):
+            g = fitted
+    if g.dim != model.dim:
+        raise ValueError(f"data have dimension {g.dim} but the model has dimension {model.dim}")
+    return g
+
+
+def _times(model, t) -> tuple[np.ndarray, bool]:
+    arr = model.process.check_time(t)
+    return np.atleast_1d(arr), arr.ndim == 0
+
+
+def _projected_moments(model: AffineModel, g: Gaussian) -> tuple[np.ndarray, np.ndarray]:
+    """diag(U^T C U) and U^T (m - m_model) for the model's eigenbasis U (O(d^2) if bases are shared)."""
+    sp = model.spectral
+    U = sp.basis
+    if g.eigenvectors is U:
+        cdiag = g.eigenvalues
+    else:
+        cdiag = np.einsum("ij,ij->j", U, g.cov @ U)
+    return cdiag, U.T @ (g.mean - sp.mean)
+
+
+def dsm_loss(model: AffineModel, data, t) -> float | np.ndarray:
+    r"""Exact DSM loss :math:`\mathbb E\|\varepsilon - \hat\varepsilon(x_t, t)\|^2` (summed over coordinates).
+
+    Parameters
+    ----------
+    model : an affine model (:class:`~lindiff.GaussianScore` or :class:`~lindiff.LinearDenoiser`)
+    data : Gaussian (test / population loss) or array (N, d) of training points (training loss)
+    t : scalar or 1-D array of times (vectorised: one projection, then O(d) per time on the fast path)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lindiff import DDPM, LinearDenoiser
+    >>> X = np.random.default_rng(1).standard_normal((40, 4))
+    >>> model = LinearDenoiser.fit(X, DDPM.linear(50))
+    >>> bool(dsm_loss(model, X, 25) > 0)
+    True
+    """
+    if not isinstance(model, AffineModel):
+        raise TypeError(f"model must be an affine model (GaussianScore or LinearDenoiser), got {type(model).__name__}")
+    g = _data_gaussian(model, data)
+    times, scalar = _times(model, t)
+    alpha = np.asarray(model.process.alpha(times), float)
+    sigma = np.asarray(model.process.sigma(times), float)
+    if model.spectral is not None:
+        cdiag, dmean = _projected_moments(model, g)
+        gains = np.stack([model._checked_gains(float(tt), a, s) for tt, a, s in zip(times, alpha, sigma)])
+        w = sigma[:, None] * gains  # eigenvalues of W_t
+        out = (np.sum((1 - sigma[:, None] * w) ** 2, axis=1)
+               + alpha**2 * np.sum(w**2 * (cdiag + dmean**2), axis=1))
+    else:
+        out = np.empty(times.shape)
+        eye = np.eye(model.dim)
+        for i, tt in enumerate(times):
+            W, b = model.affine(tt)
+            resid = alpha[i] * (W @ g.mean) + b
+            out[i] = (np.sum((eye - sigma[i] * W) ** 2) + alpha[i] ** 2 * np.sum((W @ g.cov) * W)
+                      + resid @ resid)
+    return float(out[0]) if scalar else out
+
+
+def irreducible_loss(p0: Gaussian, process, t) -> float | np.ndarray:
+    r"""The Bayes DSM loss (eps units) for data p0: :math:`d - \sigma^2\operatorname{tr}\Sigma_t^{-1}
+    = \sum_i \alpha^2\lambda_i / (\alpha^2\lambda_i + \sigma^2)`.
+
+    Equals ``dsm_loss(GaussianScore(p0, process), p0, t)``; it is ``sigma^2`` times the trace of the DSM
+    target's conditional covariance (Vastola 2025).
+    """
+    if not isinstance(p0, Gaussian):
+        raise TypeError(f"p0 must be a lindiff.Gaussian, got {type(p0).__name__}")
+    arr = process.check_time(t)
+    times = np.atleast_1d(arr)
+    a2 = np.asarray(process.alpha(times), float) ** 2
+    s2 = np.asarray(process.sigma(times), float) ** 2
+    num = a2[:, None] * p0.eigenvalues
+    den = num + s2[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        terms = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+    out = terms.sum(axis=1)
+    return float(out[0]) if arr.ndim == 0 else out
+
+
+def score_matching_loss(model: AffineModel, p0: Gaussian, t) -> float | np.ndarray:
+    r"""Fisher (score-matching) loss :math:`\mathbb E_{x\sim p_t}\|\text{score}_{model}(x, t) - \nabla\log p_t(x)\|^2`
+    in score units, for Gaussian data p0 (requires sigma(t) > 0)."""
+    if not isinstance(p0, Gaussian):
+        raise TypeError(f"p0 must be a lindiff.Gaussian, got {type(p0).__name__}")
+    if p0.dim != model.dim:
+        raise ValueError(f"p0 has dimension {p0.dim} but the model has dimension {model.dim}")
+    times, scalar = _times(model, t)
+    out = np.empty(times.shape)
+    for i, tt in enumerate(times):
+        a, s = float(model.process.alpha(tt)), float(model.process.sigma(tt))
+        if s == 0:
+            raise ValueError("score_matching_loss needs sigma(t) > 0; t = 0 is outside the noised process")
+        pt = model.process.marginal(p0, tt)
+        true_gain = 1.0 / pt.eigenvalues
+        if model.spectral is not None and model.spectral.basis is p0.eigenvectors:
+            g = model._checked_gains(float(tt), a, s)
+            dm = p0.eigenvectors.T @ (a * (model.spectral.mean - p0.mean))
+            diff = true_gain - g
+            out[i] = np.sum(diff**2 * pt.eigenvalues) + np.sum((g * dm) ** 2)
+        else:
+            A, c = model.score_affine(tt)
+            U = pt.eigenvectors
+            # model - truth = (A + S_t^{-1}) x + c - S_t^{-1} alpha mu; its mean under p_t is A alpha mu + c.
+            D = A + (U * true_gain) @ U.T
+            e = A @ pt.mean + c
+            out[i] = np.sum((D @ pt.cov) * D) + e @ e
+    return float(out[0]) if scalar else out
+
+
+def generalisation_gap(model: AffineModel, X, p0: Gaussian, t) -> float | np.ndarray:
+    r"""Test minus training DSM loss, :math:`L_{test} - L_{train}` (eps units), for a model trained on X.
+
+    For the fitted model (no ridge) this is
+    :math:`\alpha^2\sigma^2[\operatorname{tr}(\hat S_t^{-2}(S - \hat S)) + (\hat\mu-\mu)^T\hat S_t^{-2}(\hat\mu-\mu)]`
+    with :math:`\hat S_t = \alpha^2\hat S + \sigma^2 I` (THEORY §3; ``derivations/`` checks the two).
+    """
+    return dsm_loss(model, p0, t) - dsm_loss(model, X, t)

@@ -1,0 +1,518 @@
+r"""Samplers as data, and the exact law of their output for affine score models.
+
+A sampler is a list of :class:`Step` s over a decreasing time grid.  Each step evaluates the score
+at one or more *stages* and combines the results linearly, then adds isotropic Gaussian noise:
+
+.. math::
+    s_j = \text{score}\Big(c_{j0} x + \sum_{i<j} c_{ji} s_i,\; t_j\Big),\qquad
+    x_{next} = o_0 x + \sum_j o_j s_j + \nu z,\quad z\sim\mathcal N(0, I).
+
+The same coefficients serve two interpreters: :func:`lindiff.mc.sample` runs them on points for any
+score model, and :func:`sampling_law` propagates them exactly for an affine score
+``score(x, t) = A_t x + c_t``: each step becomes ``x <- M x + m + N(0, nu^2 I)``, so
+``mean <- M mean + m`` and ``cov <- M cov M^T + nu^2 I``.
+
+For models with a :class:`~lindiff.scores.SpectralForm` (Gaussian scores, fitted / ridge /
+early-stopped denoisers) every ``M`` is diagonal in one eigenbasis and the law costs O(d) per step
+after the model's single ``eigh`` ("spectral" path); general affine models take the O(d^3)-per-step
+"dense" path.  ``path="auto"`` picks the spectral path whenever it applies; the tests hold the two
+paths to each other.
+
+Samplers (``sampler=``)
+-----------------------
+``"ddpm"``
+    Ancestral sampling, Ho et al. (2020) eq. (11), on any decreasing subsequence of times with the
+    skip-step ``beta~ = 1 - alpha_bar_t / alpha_bar_prev``:
+    ``x' = (x - beta~/sqrt(1 - alpha_bar_t) eps_hat) / sqrt(1 - beta~) + nu z`` with
+    ``nu^2 = beta~`` (``variance="beta"``) or ``(1 - alpha_bar_prev)/(1 - alpha_bar_t) beta~``
+    (``"beta_tilde"``); no noise on the final step unless ``final_noise=True``.
+``"ddim"``
+    Song, Meng & Ermon (2021) eq. (12): ``x' = sqrt(alpha_bar') x0_hat + sqrt(1 - alpha_bar' - nu^2)
+    eps_hat + nu z`` with ``nu = eta sqrt((1 - alpha_bar')/(1 - alpha_bar)) sqrt(1 - alpha_bar/alpha_bar')``.
+``"euler_maruyama"``
+    Reverse SDE ``dx = [f x - g^2 score] dt + g dW`` (Song et al. 2021), VP: ``f = -beta/2, g^2 = beta``;
+    ``x' = (1 + h beta_k/2) x + h beta_k score(x, t_k) + sqrt(h beta_k) z``, ``h = t_k - t_{k+1}``.
+``"exponential_integrator"``
+    Linear part exact, score frozen at ``t_k`` (Pierret & Galerne 2025, eq. 13):
+    ``x' = E x + 2 (E - 1) score(x, t_k) + sqrt(E^2 - 1) z``, ``E = exp((B(t_k) - B(t_{k+1}))/2)``.
+``"euler"``
+    Probability-flow ODE ``dx/dt = f x - g^2/2 score``: ``x' = (1 + h beta_k/2) x + (h beta_k/2) score(x, t_k)``.
+``"heun"``
+    Heun's second-order method on the same ODE (Karras et al. 2022, Alg. 1).  A step that ends at a
+    time with ``sigma = 0`` uses Euler (as Karras et al., k-diffusion and diffusers do), because the
+    score is generally undefined there; ``heun_at_zero=True`` forces the corrector.
+``"sde"`` / ``"ode"``
+    The exact continuous-time reverse SDE / probability-flow ODE from ``T`` (or the first grid time) to
+    ``t_min``.  For an exact Gaussian score (data ``N(m, S)``, per eigenvalue ``lambda_t = alpha_t^2 l +
+    sigma_t^2``) the solution map from the start time ``T`` is closed form:
+    ODE ``x_t - alpha_t m = sqrt(lambda_t/lambda_T) (x_T - alpha_T m)``;
+    SDE ``x_t - alpha_t m = (alpha_T lambda_t)/(alpha_t lambda_T) (x_T - alpha_T m) + N(0, lambda_t -
+    (alpha_T/alpha_t)^2 lambda_t^2/lambda_T)``, which from ``N(0, I)`` gives Pierret & Galerne's eqs. (7)
+    and (8).  Other affine models integrate the moment ODEs numerically (``rtol``, default 1e-10).
+
+Continuous samplers use a uniform grid of ``steps`` points from ``T`` down to ``t_min`` (``steps - 1``
+steps), or any decreasing ``grid=``.  On a :class:`~lindiff.DDPM` process only ``"ddpm"`` and ``"ddim"``
+exist; they run on all steps ``T, ..., 1`` (ending at ``alpha_bar_0 = 1``) unless ``steps=n`` picks
+``n`` of them with diffusers' ``spacing="leading"`` (default), ``"trailing"`` or ``"linspace"``
+(and ``steps_offset``), or ``timesteps=`` lists them (1-based steps, decreasing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy.integrate import solve_ivp
+
+from ._validation import as_finite_array, as_nonnegative_float, as_positive_int
+from .gaussian import Gaussian
+from .processes import DDPM, Process
+from .scores import AffineModel, ScoreModel
+from .tables import Column, Table
+
+__all__ = ["SAMPLERS", "Stage", "Step", "SamplerProgram", "build_sampler", "sampling_law", "sampler_table"]
+
+SAMPLERS = ("ddpm", "ddim", "euler_maruyama", "exponential_integrator", "euler", "heun", "sde", "ode")
+_STEPPED = SAMPLERS[:6]
+_CONTINUOUS_ONLY = ("euler_maruyama", "exponential_integrator", "euler", "heun", "sde", "ode")
+SPACINGS = ("leading", "trailing", "linspace")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One score evaluation: at time ``t``, on ``inputs[0] * x + sum_i inputs[i] * s_i``."""
+
+    t: float
+    inputs: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Step:
+    """``x_next = out[0] x + sum_j out[j] s_j + noise * z`` after evaluating ``stages``."""
+
+    t: float
+    t_next: float
+    stages: tuple[Stage, ...]
+    out: tuple[float, ...]
+    noise: float
+
+
+@dataclass(frozen=True)
+class SamplerProgram:
+    """A sampler unrolled on a grid: the data both interpreters run."""
+
+    name: str
+    process: Process
+    grid: np.ndarray
+    steps: tuple[Step, ...]
+    options: dict
+
+    @property
+    def t_start(self) -> float:
+        return float(self.grid[0])
+
+    @property
+    def t_end(self) -> float:
+        return float(self.grid[-1])
+
+
+# ------------------------------------------------------------------------------------------------
+# time grids
+def ddpm_timesteps(T: int, steps: int, spacing: str = "leading", steps_offset: int = 0) -> np.ndarray:
+    """diffusers' inference timesteps, converted to lindiff's 1-based steps (diffusers' t is our t+1).
+
+    ``linspace``: ``round(linspace(0, T-1, n))[::-1]``; ``leading``: ``arange(n) * (T // n))[::-1] +
+    steps_offset``; ``trailing``: ``round(arange(T, 0, -T/n)) - 1`` (all 0-based, as in diffusers).
+    """
+    steps = as_positive_int(steps, "steps")
+    if steps > T:
+        raise ValueError(f"steps must be at most T = {T} for a DDPM process, got {steps}")
+    if spacing == "linspace":
+        ts = np.round(np.linspace(0, T - 1, steps))[::-1]
+    elif spacing == "leading":
+        ts = (np.arange(steps) * (T // steps))[::-1] + steps_offset
+    elif spacing == "trailing":
+        ts = np.round(np.arange(T, 0, -T / steps)) - 1
+    else:
+        raise ValueError(f"spacing must be one of {', '.join(SPACINGS)}, got {spacing!r}")
+    ts = ts.astype(np.int64) + 1
+    if ts.max() > T or ts.min() < 1:
+        raise ValueError(f"spacing {spacing!r} with steps_offset={steps_offset} gives steps outside [1, {T}]")
+    return ts
+
+
+def _grid(process: Process, sampler: str, steps, t_min, grid, timesteps, spacing, steps_offset) -> np.ndarray:
+    if grid is not None:
+        g = as_finite_array(grid, "grid", ndim=1)
+        process.check_time(g, "grid")
+        if g.size < 2 or np.any(np.diff(g) >= 0):
+            raise ValueError("grid must hold at least two strictly decreasing times")
+        return g.astype(float)
+    if process.discrete:
+        T = process.T
+        if timesteps is not None:
+            ts = np.asarray(process.check_time(timesteps, "timesteps", allow_zero=False)).ravel()
+            if ts.size < 1 or np.any(np.diff(ts) >= 0):
+                raise ValueError("timesteps must be strictly decreasing steps in [1, T]")
+        elif steps is None:
+            ts = np.arange(T, 0, -1)
+        else:
+            ts = ddpm_timesteps(T, steps, spacing, steps_offset)
+        return np.concatenate([ts, [0]]).astype(float)
+    t_min = as_nonnegative_float(t_min, "t_min")
+    if not t_min < process.T:
+        raise ValueError(f"t_min must lie in [0, T) = [0, {process.T:g}), got {t_min!r}")
+    if steps is None:
+        if sampler in ("sde", "ode"):
+            return np.array([process.T, t_min])
+        raise ValueError(f"steps is required for the {sampler!r} sampler on a continuous process (number of grid points, >= 2)")
+    steps = as_positive_int(steps, "steps", minimum=2)
+    return np.linspace(process.T, t_min, steps)
+
+
+# ------------------------------------------------------------------------------------------------
+# step builders (one definition per sampler)
+def _alpha_bar(process, t) -> float:
+    return float(process.alpha(t)) ** 2
+
+
+def _ddpm_step(process, t, t_next, last, variance, final_noise) -> Step:
+    abar, abar_next = _alpha_bar(process, t), _alpha_bar(process, t_next)
+    alpha_cur = abar / abar_next
+    beta = 1.0 - alpha_cur
+    if variance == "beta":
+        var = beta
+    elif variance == "beta_tilde":
+        var = (1 - abar_next) / (1 - abar) * beta
+    else:
+        raise ValueError(f"variance must be 'beta' or 'beta_tilde', got {variance!r}")
+    noise = 0.0 if (last and not final_noise) else float(np.sqrt(var))
+    scale = 1.0 / np.sqrt(alpha_cur)
+    # eps form: x' = (x - beta/sqrt(1-abar) eps) / sqrt(alpha_cur); eps = -sqrt(1-abar) score
+    return Step(t, t_next, (Stage(t, (1.0,)),), (scale, scale * beta), noise)
+
+
+def _ddim_step(process, t, t_next, eta) -> Step:
+    abar, abar_next = _alpha_bar(process, t), _alpha_bar(process, t_next)
+    sig = float(process.sigma(t))
+    nu = eta * np.sqrt((1 - abar_next) / (1 - abar)) * np.sqrt(1 - abar / abar_next)
+    rest = 1 - abar_next - nu * nu
+    if rest < -1e-12:
+        raise ValueError(f"eta={eta} makes 1 - alpha_bar' - nu^2 negative at t={t:g}; use 0 <= eta <= 1")
+    ratio = np.sqrt(abar_next / abar)
+    # x' = sqrt(abar'/abar) (x + sigma^2 score) - sqrt(1 - abar' - nu^2) sigma score + nu z
+    c = ratio * sig * sig - np.sqrt(max(rest, 0.0)) * sig
+    return Step(t, t_next, (Stage(t, (1.0,)),), (float(ratio), float(c)), float(nu))
+
+
+def _continuous_step(process, name, t, t_next, heun_at_zero) -> Step:
+    h = t - t_next
+    bk = float(process.beta(t))
+    if name == "euler_maruyama":
+        return Step(t, t_next, (Stage(t, (1.0,)),), (1 + 0.5 * h * bk, h * bk), float(np.sqrt(h * bk)))
+    if name == "exponential_integrator":
+        dB = float(process.B(t) - process.B(t_next))
+        E = np.exp(0.5 * dB)
+        return Step(t, t_next, (Stage(t, (1.0,)),), (float(E), float(2 * np.expm1(0.5 * dB))), float(np.sqrt(np.expm1(dB))))
+    if name == "euler":
+        return Step(t, t_next, (Stage(t, (1.0,)),), (1 + 0.5 * h * bk, 0.5 * h * bk), 0.0)
+    if name == "heun":
+        if float(process.sigma(t_next)) == 0.0 and not heun_at_zero:
+            return Step(t, t_next, (Stage(t, (1.0,)),), (1 + 0.5 * h * bk, 0.5 * h * bk), 0.0)
+        bn = float(process.beta(t_next))
+        # predictor x~ = x + h f(x, t_k), f = beta/2 (x + score); corrector averages f at both ends.
+        px, ps = 1 + 0.5 * h * bk, 0.5 * h * bk
+        out = (1 + 0.25 * h * bk + 0.25 * h * bn * px, 0.25 * h * bk + 0.25 * h * bn * ps, 0.25 * h * bn)
+        return Step(t, t_next, (Stage(t, (1.0,)), Stage(t_next, (px, ps))), out, 0.0)
+    raise AssertionError(name)  # pragma: no cover
+
+
+def build_sampler(process: Process, sampler: str, steps: int | None = None, t_min: float = 0.0, *,
+                  grid: Sequence[float] | None = None, timesteps: Sequence[int] | None = None,
+                  spacing: str = "leading", steps_offset: int = 0, variance: str = "beta",
+                  final_noise: bool = False, eta: float = 0.0, heun_at_zero: bool = False) -> SamplerProgram:
+    """Unroll ``sampler`` on its time grid (see the module docstring for every option)."""
+    if not isinstance(process, Process):
+        raise TypeError(f"process must be a lindiff process, got {type(process).__name__}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    if process.discrete and sampler in _CONTINUOUS_ONLY:
+        raise ValueError(f"sampler {sampler!r} needs a continuous process (VP, OU); a DDPM process supports 'ddpm' and 'ddim'")
+    eta = as_nonnegative_float(eta, "eta")
+    g = _grid(process, sampler, steps, t_min, grid, timesteps, spacing, steps_offset)
+    options = dict(variance=variance, final_noise=final_noise, eta=eta, heun_at_zero=heun_at_zero)
+    if sampler in ("sde", "ode"):
+        return SamplerProgram(sampler, process, g, (), options)
+    if float(process.sigma(g[0])) == 0.0:
+        raise ValueError("the grid must start at a time with sigma > 0")
+    out = []
+    for k in range(len(g) - 1):
+        t, t_next = float(g[k]), float(g[k + 1])
+        last = k == len(g) - 2
+        if sampler == "ddpm":
+            out.append(_ddpm_step(process, t, t_next, last, variance, final_noise))
+        elif sampler == "ddim":
+            out.append(_ddim_step(process, t, t_next, eta))
+        else:
+            out.append(_continuous_step(process, sampler, t, t_next, heun_at_zero))
+    return SamplerProgram(sampler, process, g, tuple(out), options)
+
+
+def sampler_table(process: Process, sampler: str, steps: int | None = None, t_min: float = 0.0, **options) -> Table:
+    """The per-step affine coefficients a sampler runs: "which equations does this sampler run?".
+
+    Each row is ``x_next = a x + c_eps eps_hat(x, t) + nu z`` (equivalently ``c_score score``); for
+    Heun the two stages are listed.
+    """
+    prog = build_sampler(process, sampler, steps, t_min, **options)
+    if not prog.steps:
+        raise ValueError(f"{sampler!r} is a continuous-time solution without steps; see sampling_law's docstring")
+    rows = []
+    for k, st in enumerate(prog.steps):
+        for j, stage in enumerate(st.stages):
+            sig = float(process.sigma(stage.t))
+            c_score = st.out[j + 1]
+            c_eps = -c_score / sig if sig > 0 else float("nan")
+            inp = " + ".join(f"{c:.6g}·{'x' if i == 0 else f's{i}'}" for i, c in enumerate(stage.inputs))
+            rows.append([k, st.t, st.t_next, j + 1, stage.t, inp, st.out[0] if j == 0 else None, c_score, c_eps,
+                         st.noise if j == 0 else None])
+    cols = [Column("step"), Column("t"), Column("t_next"), Column("stage"), Column("t_eval"),
+            Column("model input"), Column("a", note="coefficient on x"),
+            Column("c_score", note="coefficient on score(input, t_eval)"),
+            Column("c_eps", note="coefficient on eps_hat = -sigma(t_eval) score"),
+            Column("nu", note="std of the added N(0, I) noise")]
+    caption = f"{sampler} on {process!r}: x_next = a x + sum_j c_j s_j + nu z"
+    return Table(caption, cols, rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# exact interpreter
+def _same_process(a: Process, b: Process) -> bool:
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, DDPM):
+        return np.array_equal(a.betas, b.betas)
+    return (a.beta_min, a.beta_max, a.T) == (b.beta_min, b.beta_max, b.T)
+
+
+def _initial(model: AffineModel, process: Process, init, t_start: float) -> Gaussian | None:
+    """None means N(0, I)."""
+    if isinstance(init, Gaussian):
+        if init.dim != model.dim:
+            raise ValueError(f"init has dimension {init.dim} but the model has dimension {model.dim}")
+        return init
+    if init == "standard":
+        return None
+    if init == "exact":
+        if model.data is None:
+            raise ValueError("init='exact' needs the model's data distribution; this model has none (pass init=Gaussian)")
+        return process.marginal(model.data, t_start)
+    raise ValueError(f"init must be 'standard', 'exact' or a Gaussian, got {init!r}")
+
+
+@dataclass
+class _Spectral:
+    """Accumulated map in the model's eigenbasis: x_U -> M * x_U + m + N(0, diag(Q))."""
+
+    M: np.ndarray
+    m: np.ndarray
+    Q: np.ndarray
+
+
+def _run_spectral(model: AffineModel, prog: SamplerProgram) -> _Spectral:
+    sp = model.spectral
+    d = model.dim
+    times = sorted({stage.t for st in prog.steps for stage in st.stages})
+    process = prog.process
+    tt = np.array(times)
+    alpha = np.asarray(process.alpha(tt), float)
+    sigma = np.asarray(process.sigma(tt), float)
+    gains = sp.gains(tt, alpha, sigma)
+    for i, t in enumerate(times):
+        if not np.all(np.isfinite(gains[i])):
+            from .scores import _undefined_score
+            raise _undefined_score(t, int(np.sum(~np.isfinite(gains[i]))))
+    index = {t: i for i, t in enumerate(times)}
+    mu = sp.mean_in_basis
+    M, m, Q = np.ones(d), np.zeros(d), np.zeros(d)
+    for st in prog.steps:
+        regs_P = [np.ones(d)]
+        regs_q = [np.zeros(d)]
+        for stage in st.stages:
+            yP = sum(c * p for c, p in zip(stage.inputs, regs_P))
+            yq = sum(c * q for c, q in zip(stage.inputs, regs_q))
+            i = index[stage.t]
+            g = gains[i]
+            regs_P.append(-g * yP)
+            regs_q.append(-g * (yq - alpha[i] * mu))
+        stepM = sum(c * p for c, p in zip(st.out, regs_P))
+        stepm = sum(c * q for c, q in zip(st.out, regs_q))
+        M = stepM * M
+        m = stepM * m + stepm
+        Q = stepM * stepM * Q + st.noise**2
+    return _Spectral(M, m, Q)
+
+
+def _run_dense(model: AffineModel, prog: SamplerProgram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    d = model.dim
+    eye = np.eye(d)
+    M, m, Q = eye.copy(), np.zeros(d), np.zeros((d, d))
+    cache: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+    for st in prog.steps:
+        regs_P = [eye]
+        regs_q = [np.zeros(d)]
+        for stage in st.stages:
+            if stage.t not in cache:
+                cache = {stage.t: model.score_affine(stage.t), **{k: v for k, v in cache.items() if k == st.t}}
+            A, c = cache[stage.t]
+            yP = sum(cf * p for cf, p in zip(stage.inputs, regs_P))
+            yq = sum(cf * q for cf, q in zip(stage.inputs, regs_q))
+            regs_P.append(A @ yP)
+            regs_q.append(A @ yq + c)
+        stepM = sum(cf * p for cf, p in zip(st.out, regs_P))
+        stepm = sum(cf * q for cf, q in zip(st.out, regs_q))
+        M = stepM @ M
+        m = stepM @ m + stepm
+        Q = stepM @ Q @ stepM.T + st.noise**2 * eye
+    return M, m, Q
+
+
+def _continuous_spectral(model: AffineModel, prog: SamplerProgram, rtol: float) -> _Spectral:
+    """Exact reverse SDE / ODE per eigenmode (closed form for exact Gaussian scores, else moment ODEs)."""
+    sp = model.spectral
+    process = prog.process
+    T, t1 = prog.t_start, prog.t_end
+    sde = prog.name == "sde"
+    mu = sp.mean_in_basis
+    l = sp.eigenvalues
+    aT, sT = float(process.alpha(T)), float(process.sigma(T))
+    a1, s1 = float(process.alpha(t1)), float(process.sigma(t1))
+    if sp.is_exact_gaussian_score:
+        lamT = aT * aT * l + sT * sT
+        lam1 = a1 * a1 * l + s1 * s1
+        if sde:
+            k = (aT / a1) * lam1 / lamT
+            Q = lam1 - (aT / a1) ** 2 * lam1 * lam1 / lamT
+            Q = np.maximum(Q, 0.0)
+        else:
+            k = np.sqrt(lam1 / lamT)
+            Q = np.zeros_like(l)
+        return _Spectral(k, a1 * mu - k * aT * mu, Q)
+    d = model.dim
+
+    def rhs(t, y):
+        a, s = float(process.alpha(t)), float(process.sigma(t))
+        g = sp.gains(t, a, s)
+        f, g2 = float(process.drift(t)), float(process.diffusion2(t))
+        w = g2 if sde else 0.5 * g2
+        rate = f + w * g
+        M, m, Q = y[:d], y[d : 2 * d], y[2 * d :]
+        return np.concatenate([rate * M, rate * m - w * g * a * mu, 2 * rate * Q - (g2 if sde else 0.0)])
+
+    y0 = np.concatenate([np.ones(d), np.zeros(d), np.zeros(d)])
+    sol = solve_ivp(rhs, (T, t1), y0, method="DOP853", rtol=rtol, atol=rtol * 1e-3)
+    if not sol.success:
+        raise RuntimeError(f"moment ODE integration failed: {sol.message}")
+    y = sol.y[:, -1]
+    return _Spectral(y[:d], y[d : 2 * d], np.maximum(y[2 * d :], 0.0))
+
+
+def _continuous_dense(model: AffineModel, prog: SamplerProgram, rtol: float):
+    process = prog.process
+    T, t1 = prog.t_start, prog.t_end
+    sde = prog.name == "sde"
+    d = model.dim
+    eye = np.eye(d)
+
+    def rhs(t, y):
+        A, c = model.score_affine(t)
+        f, g2 = float(process.drift(t)), float(process.diffusion2(t))
+        w = g2 if sde else 0.5 * g2
+        R = f * eye - w * A
+        M = y[: d * d].reshape(d, d)
+        m = y[d * d : d * d + d]
+        Q = y[d * d + d :].reshape(d, d)
+        dQ = R @ Q + Q @ R.T - (g2 if sde else 0.0) * eye
+        return np.concatenate([(R @ M).ravel(), R @ m - w * c, dQ.ravel()])
+
+    y0 = np.concatenate([eye.ravel(), np.zeros(d), np.zeros(d * d)])
+    sol = solve_ivp(rhs, (T, t1), y0, method="DOP853", rtol=rtol, atol=rtol * 1e-3)
+    if not sol.success:
+        raise RuntimeError(f"moment ODE integration failed: {sol.message}")
+    y = sol.y[:, -1]
+    Q = y[d * d + d :].reshape(d, d)
+    return y[: d * d].reshape(d, d), y[d * d : d * d + d], 0.5 * (Q + Q.T)
+
+
+def sampling_law(model: AffineModel, process: Process, sampler: str, steps: int | None = None, t_min: float = 0.0,
+                 init="standard", *, path: str = "auto", rtol: float = 1e-10, **options) -> Gaussian:
+    r"""The exact Gaussian law of a sampler's output for an affine score model.
+
+    Parameters
+    ----------
+    model : GaussianScore or LinearDenoiser
+    process : the model's forward process
+    sampler : one of ``"ddpm"``, ``"ddim"``, ``"euler_maruyama"``, ``"exponential_integrator"``,
+        ``"euler"``, ``"heun"``, ``"sde"``, ``"ode"`` (equations in the module docstring)
+    steps : number of grid points (continuous) or of inference steps (DDPM; default: all T)
+    t_min : end time of continuous samplers (truncation)
+    init : ``"standard"`` (N(0, I)), ``"exact"`` (the model's data noised to the start time) or a Gaussian
+    path : ``"auto"``, ``"spectral"`` (eigenbasis, O(d) per step) or ``"dense"`` (O(d^3) per step)
+    rtol : tolerance of the moment-ODE integration (only ``"sde"``/``"ode"`` for models without a
+        closed form)
+    **options : ``variance``, ``final_noise`` (ddpm), ``eta`` (ddim), ``heun_at_zero`` (heun),
+        ``grid``, ``timesteps``, ``spacing``, ``steps_offset``
+
+    Returns
+    -------
+    Gaussian
+        With its eigendecomposition kept when the law is diagonal in the model's eigenbasis.
+
+    Examples
+    --------
+    >>> from lindiff import DDPM, Gaussian, GaussianScore
+    >>> p0 = Gaussian.from_spectrum([1.0, 0.1])
+    >>> process = DDPM.linear(1000)
+    >>> law = sampling_law(GaussianScore(p0, process), process, "ddpm")
+    >>> [round(float(v), 4) for v in law.eigenvalues]  # Ho et al.'s sampler: close to, not equal to, the data
+    [0.9999, 0.1006]
+    """
+    if not isinstance(model, AffineModel):
+        raise TypeError(f"model must be an affine model (GaussianScore or LinearDenoiser), got {type(model).__name__}; "
+                        "use lindiff.mc.sample for other score models")
+    if not _same_process(model.process, process):
+        raise ValueError(f"process {process!r} differs from the model's process {model.process!r}")
+    if path not in ("auto", "spectral", "dense"):
+        raise ValueError(f"path must be 'auto', 'spectral' or 'dense', got {path!r}")
+    prog = build_sampler(model.process, sampler, steps, t_min, **options)
+    start = _initial(model, model.process, init, prog.t_start)
+    use_spectral = model.spectral is not None and path != "dense"
+    if path == "spectral" and model.spectral is None:
+        raise ValueError("path='spectral' needs a model with an eigenbasis representation (this one is dense)")
+    if use_spectral:
+        sp = model.spectral
+        U = sp.basis
+        acc = _continuous_spectral(model, prog, rtol) if sampler in ("sde", "ode") else _run_spectral(model, prog)
+        if start is None:
+            mean_u = acc.m
+            return Gaussian.from_spectrum(acc.M**2 + acc.Q, U, U @ mean_u)
+        mean_u = acc.M * (U.T @ start.mean) + acc.m
+        if start.eigenvectors is U:
+            return Gaussian.from_spectrum(acc.M**2 * start.eigenvalues + acc.Q, U, U @ mean_u)
+        c0 = U.T @ start.cov @ U
+        cov_u = acc.M[:, None] * c0 * acc.M[None, :] + np.diag(acc.Q)
+        cov = U @ cov_u @ U.T
+        return Gaussian(U @ mean_u, 0.5 * (cov + cov.T))
+    M, m, Q = _continuous_dense(model, prog, rtol) if sampler in ("sde", "ode") else _run_dense(model, prog)
+    if start is None:
+        mean, cov = m, M @ M.T + Q
+    else:
+        mean, cov = M @ start.mean + m, M @ start.cov @ M.T + Q
+    return Gaussian(mean, 0.5 * (cov + cov.T))
+
+
+def is_affine(model: ScoreModel) -> bool:
+    return isinstance(model, AffineModel)

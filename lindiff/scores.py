@@ -1,0 +1,509 @@
+r"""Score models: the exact Gaussian score, the exact empirical (mixture) score and linear denoisers.
+
+Conventions (see ``API.md``): a model predicts noise, ``eps_hat(x, t)``; its score is
+``-eps_hat / sigma(t)`` and its x0-prediction ``(x - sigma eps_hat) / alpha``.  An *affine* model has
+``eps_hat(x, t) = W_t x + b_t`` and exposes ``affine(t) -> (W_t, b_t)``.
+
+Two representations of an affine model
+--------------------------------------
+Every Gaussian score, fitted, ridge and early-stopped linear denoiser is a function of one symmetric
+matrix (the population covariance S or the training covariance S_hat = U diag(l) U^T):
+
+.. math::
+    \text{score}(x, t) = -U \operatorname{diag}(g_t(l)) U^T (x - \alpha_t m),\qquad
+    g_t(l) = \frac{1 - e^{-2\,\mathrm{lr}\,\tau\,h}}{h},\quad h = \alpha_t^2 l + \sigma_t^2 + r_t,
+
+with ridge ``r_t`` and gradient-flow time ``tau`` (``g = 1/h`` for ``tau = None``).  Such models carry a
+:class:`SpectralForm` and every downstream computation (sampling laws, losses) runs per eigenvalue.
+A general affine model (weights read from elsewhere, perturbed weights, finite noise draws, training
+without centring) has only ``affine(t)`` and takes the dense path.  Tests hold the two to each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy.special import logsumexp
+
+from . import _linalg
+from ._validation import (
+    RNGLike,
+    as_finite_array,
+    as_nonnegative_float,
+    as_points,
+    as_positive_float,
+    as_positive_int,
+    as_rng,
+    as_training_set,
+)
+from .gaussian import Gaussian
+from .processes import Process
+
+__all__ = [
+    "ScoreModel",
+    "AffineModel",
+    "SpectralForm",
+    "GaussianScore",
+    "EmpiricalScore",
+    "LinearDenoiser",
+]
+
+Ridge = float | Callable[[float], float]
+
+
+def _check_process(process) -> Process:
+    if not isinstance(process, Process):
+        raise TypeError(f"process must be a lindiff process (DDPM, VP, OU), got {type(process).__name__}")
+    return process
+
+
+class ScoreModel:
+    """Base class: a score model of a forward process, evaluated at points ``x`` (rows) and time ``t``."""
+
+    process: Process
+    dim: int
+
+    def _time(self, t) -> tuple[float, float, float]:
+        """Validate a scalar time; return (t, alpha, sigma)."""
+        arr = self.process.check_time(t)
+        if arr.ndim != 0:
+            raise ValueError(f"t must be a scalar time, got shape {arr.shape}")
+        return float(arr), float(self.process.alpha(arr)), float(self.process.sigma(arr))
+
+    def score(self, x, t) -> np.ndarray:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def eps(self, x, t) -> np.ndarray:
+        r"""Noise prediction :math:`\hat\varepsilon(x, t) = -\sigma(t)\,\text{score}(x, t)`."""
+        _, _, s = self._time(t)
+        return -s * self.score(x, t)
+
+    def x0(self, x, t) -> np.ndarray:
+        r"""Data prediction :math:`\hat x_0 = (x + \sigma^2\,\text{score}) / \alpha` (Tweedie)."""
+        _, a, s = self._time(t)
+        pts, single = as_points(x, self.dim)
+        out = (pts + s * s * np.atleast_2d(self.score(pts, t))) / a
+        return out[0] if single else out
+
+
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class SpectralForm:
+    r"""The eigenbasis representation of a commuting affine score model (see module docstring).
+
+    Attributes
+    ----------
+    basis : (d, d) orthonormal columns U
+    eigenvalues : (d,) the symmetric matrix's eigenvalues l in that basis (>= 0)
+    mean : (d,) the centre m
+    ridge : float or callable ``t -> float``
+    train_time : gradient-flow time ``tau`` or None (the minimiser)
+    lr : learning rate of the gradient flow
+    """
+
+    basis: np.ndarray
+    eigenvalues: np.ndarray
+    mean: np.ndarray
+    ridge: Ridge = 0.0
+    train_time: float | None = None
+    lr: float = 1.0
+
+    @property
+    def mean_in_basis(self) -> np.ndarray:
+        cached = self.__dict__.get("_mean_u")
+        if cached is None:
+            cached = self.basis.T @ self.mean
+            object.__setattr__(self, "_mean_u", cached)
+        return cached
+
+    def ridge_at(self, t: np.ndarray) -> np.ndarray:
+        if callable(self.ridge):
+            values = np.vectorize(lambda s: float(self.ridge(s)), otypes=[float])(t)
+            if np.any(~np.isfinite(values)) or np.any(values < 0):
+                raise ValueError("ridge(t) must return finite non-negative values")
+            return values
+        return np.full(np.shape(t), float(self.ridge))
+
+    def gains(self, t, alpha, sigma) -> np.ndarray:
+        """Per-eigenvalue score gains ``g_t(l)``, shape ``t.shape + (d,)``; may hold ``inf``."""
+        t, alpha, sigma = np.asarray(t, float), np.asarray(alpha, float), np.asarray(sigma, float)
+        h = (alpha**2)[..., None] * self.eigenvalues + (sigma**2 + self.ridge_at(t))[..., None]
+        return _linalg.relax(h, self.train_time, self.lr)
+
+    @property
+    def is_exact_gaussian_score(self) -> bool:
+        """True when the gains are those of the score of N(m, U diag(l) U^T) noised (no ridge/flow)."""
+        return self.train_time is None and not callable(self.ridge) and float(self.ridge) == 0.0
+
+
+def _undefined_score(t: float, zeros: int) -> ValueError:
+    return ValueError(
+        f"the score is undefined at t={t:g}: sigma(t) = 0 and the model's covariance has {zeros} zero "
+        "eigenvalue(s); evaluate at t > 0 (e.g. t_min > 0), or use ridge > 0 or a finite train_time"
+    )
+
+
+class AffineModel(ScoreModel):
+    r"""An affine eps-model ``eps_hat(x, t) = W_t x + b_t`` (base of :class:`GaussianScore` and
+    :class:`LinearDenoiser`).  ``spectral`` is a :class:`SpectralForm` or None (dense only)."""
+
+    spectral: SpectralForm | None = None
+    data: Gaussian | None = None  # the Gaussian whose p_T is the "exact" sampler start
+
+    # -- dense access ------------------------------------------------------------------------------
+    def affine(self, t) -> tuple[np.ndarray, np.ndarray]:
+        r"""Eps-prediction weights ``(W_t, b_t)`` with ``eps_hat(x, t) = W_t x + b_t``."""
+        t, a, s = self._time(t)
+        if self.spectral is None:
+            return self._dense_affine(t)
+        g = self._checked_gains(t, a, s)
+        U = self.spectral.basis
+        W = (U * (s * g)) @ U.T
+        return W, -a * (W @ self.spectral.mean)
+
+    def score_affine(self, t) -> tuple[np.ndarray, np.ndarray]:
+        r"""Score weights ``(A_t, c_t)`` with ``score(x, t) = A_t x + c_t``."""
+        t, a, s = self._time(t)
+        if self.spectral is None:
+            if getattr(self, "_score_weights", None) is not None:
+                return self._score_weights(t)
+            if s == 0:
+                raise ValueError(f"the score of an eps-model is undefined at sigma(t) = 0 (t={t:g}); use t > 0")
+            W, b = self._dense_affine(t)
+            return -W / s, -b / s
+        g = self._checked_gains(t, a, s)
+        U = self.spectral.basis
+        A = -(U * g) @ U.T
+        return A, -a * (A @ self.spectral.mean)
+
+    def _dense_affine(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _checked_gains(self, t: float, a: float, s: float) -> np.ndarray:
+        g = self.spectral.gains(t, a, s)
+        if not np.all(np.isfinite(g)):
+            raise _undefined_score(t, int(np.sum(~np.isfinite(g))))
+        return g
+
+    # -- evaluation --------------------------------------------------------------------------------
+    def score(self, x, t) -> np.ndarray:
+        r"""Score of the model at the rows of ``x`` and scalar time ``t``."""
+        pts, single = as_points(x, self.dim)
+        t_, a, s = self._time(t)
+        if self.spectral is not None:
+            sp = self.spectral
+            g = self._checked_gains(t_, a, s)
+            out = -(((pts - a * sp.mean) @ sp.basis) * g) @ sp.basis.T
+        else:
+            A, c = self.score_affine(t)
+            out = pts @ A.T + c
+        return out[0] if single else out
+
+    def eps(self, x, t) -> np.ndarray:
+        pts, single = as_points(x, self.dim)
+        t_, a, s = self._time(t)
+        if self.spectral is None:
+            W, b = self._dense_affine(t_)
+            out = pts @ W.T + b
+            return out[0] if single else out
+        return super().eps(x, t)
+
+
+# ------------------------------------------------------------------------------------------------
+class GaussianScore(AffineModel):
+    r"""The exact score of the noised Gaussian :math:`p_t = \mathcal N(\alpha\mu, \alpha^2 S + \sigma^2 I)`.
+
+    .. math:: \nabla\log p_t(x) = -(\alpha_t^2 S + \sigma_t^2 I)^{-1}(x - \alpha_t\mu).
+
+    Examples
+    --------
+    >>> from lindiff import Gaussian, OU
+    >>> model = GaussianScore(Gaussian.standard(2), OU())
+    >>> model.score([1.0, 0.0], 0.5)
+    array([-1.,  0.])
+    """
+
+    def __init__(self, p0: Gaussian, process: Process):
+        if not isinstance(p0, Gaussian):
+            raise TypeError(f"p0 must be a lindiff.Gaussian, got {type(p0).__name__}")
+        self.process = _check_process(process)
+        self.dim = p0.dim
+        self.data = p0
+        self.spectral = SpectralForm(p0.eigenvectors, p0.eigenvalues, p0.mean)
+
+    def logpdf(self, x, t) -> np.ndarray | float:
+        """Log density of the noised marginal ``p_t`` at the rows of ``x``."""
+        return self.process.marginal(self.data, t).logpdf(x)
+
+    def __repr__(self) -> str:
+        return f"GaussianScore(dim={self.dim}, process={self.process!r})"
+
+
+# ------------------------------------------------------------------------------------------------
+class EmpiricalScore(ScoreModel):
+    r"""The exact score of the noised empirical distribution of the training points (rows of X).
+
+    .. math::
+        \nabla\log \hat p_t(x) = \frac{\alpha_t \sum_i w_i(x) x_i - x}{\sigma_t^2},\qquad
+        w_i \propto \exp\!\Big(-\frac{\|x - \alpha_t x_i\|^2}{2\sigma_t^2}\Big).
+
+    It is the unconstrained minimiser of the training DSM loss; its reverse process reproduces the
+    training points (memorisation).  The softmax is evaluated with log-sum-exp on exact pairwise
+    differences, so it stays finite for any ``t > 0``, also when one point dominates.
+
+    Examples
+    --------
+    >>> from lindiff import OU
+    >>> model = EmpiricalScore([[1.0, 0.0], [-1.0, 0.0]], OU())
+    >>> bool(model.x0([1.0, 0.0], 1e-6)[0] > 0.999)
+    True
+    """
+
+    _CHUNK = 1 << 22  # elements of the (n, N, d) difference tensor held at once
+
+    def __init__(self, X, process: Process):
+        self.X = as_training_set(X, "X")
+        self.X.setflags(write=False)
+        self.process = _check_process(process)
+        self.dim = self.X.shape[1]
+
+    def _time_positive(self, t) -> tuple[float, float, float]:
+        t_, a, s = self._time(t)
+        if s <= 0:
+            raise ValueError(f"t must have sigma(t) > 0 for the empirical score (it is singular at t = 0), got t={t!r}")
+        return t_, a, s
+
+    def _logits(self, pts: np.ndarray, a: float, s: float) -> np.ndarray:
+        n, N, d = pts.shape[0], self.X.shape[0], self.dim
+        out = np.empty((n, N))
+        step = max(1, self._CHUNK // max(1, N * d))
+        centres = a * self.X
+        for start in range(0, n, step):
+            diff = pts[start : start + step, None, :] - centres[None, :, :]
+            out[start : start + step] = -np.einsum("ijk,ijk->ij", diff, diff) / (2 * s * s)
+        return out
+
+    def weights(self, x, t) -> np.ndarray:
+        """Softmax weights ``w_i(x)`` over training points, shape (n, N) (or (N,) for one point)."""
+        pts, single = as_points(x, self.dim)
+        _, a, s = self._time_positive(t)
+        logits = self._logits(pts, a, s)
+        w = np.exp(logits - logsumexp(logits, axis=1, keepdims=True))
+        return w[0] if single else w
+
+    def x0(self, x, t) -> np.ndarray:
+        r"""Posterior mean :math:`\sum_i w_i(x) x_i` (the optimal empirical denoiser)."""
+        pts, single = as_points(x, self.dim)
+        w = np.atleast_2d(self.weights(pts, t))
+        out = w @ self.X
+        return out[0] if single else out
+
+    def score(self, x, t) -> np.ndarray:
+        pts, single = as_points(x, self.dim)
+        _, a, s = self._time_positive(t)
+        out = (a * np.atleast_2d(self.x0(pts, t)) - pts) / (s * s)
+        return out[0] if single else out
+
+    def logpdf(self, x, t) -> np.ndarray | float:
+        r"""Log density of the mixture :math:`\frac1N\sum_i \mathcal N(x; \alpha_t x_i, \sigma_t^2 I)`."""
+        pts, single = as_points(x, self.dim)
+        _, a, s = self._time_positive(t)
+        logits = self._logits(pts, a, s)
+        out = logsumexp(logits, axis=1) - np.log(self.X.shape[0]) - 0.5 * self.dim * np.log(2 * np.pi * s * s)
+        return float(out[0]) if single else out
+
+    def __repr__(self) -> str:
+        return f"EmpiricalScore(N={self.X.shape[0]}, dim={self.dim}, process={self.process!r})"
+
+
+# ------------------------------------------------------------------------------------------------
+def _check_ridge(ridge) -> Ridge:
+    if callable(ridge):
+        return ridge
+    return as_nonnegative_float(ridge, "ridge")
+
+
+class LinearDenoiser(AffineModel):
+    r"""An affine eps-model ``eps_hat(x, t) = W_t x + b_t``, one free ``(W_t, b_t)`` per time.
+
+    Build it with :meth:`fit` (trained on points, noise expectation exact), :meth:`population`
+    (Bayes-optimal for a Gaussian), :meth:`fit_noise_draws` (least squares on P noise draws per point)
+    or :meth:`from_weights` (any weights, e.g. from another library).
+    """
+
+    def __init__(self, process: Process, dim: int, *, spectral: SpectralForm | None = None,
+                 weights: Callable[[float], tuple[np.ndarray, np.ndarray]] | None = None,
+                 data: Gaussian | None = None, description: str = "LinearDenoiser",
+                 score_weights: Callable[[float], tuple[np.ndarray, np.ndarray]] | None = None):
+        if (spectral is None) == (weights is None):
+            raise ValueError("give exactly one of spectral= or weights=")
+        self._score_weights = score_weights
+        self.process = _check_process(process)
+        self.dim = as_positive_int(dim, "dim")
+        self.spectral = spectral
+        self._weights = weights
+        self.data = data
+        self._description = description
+
+    def __repr__(self) -> str:
+        return f"{self._description}(dim={self.dim}, process={self.process!r})"
+
+    def _dense_affine(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        W, b = self._weights(t)
+        W = as_finite_array(W, "W_t", ndim=2)
+        b = as_finite_array(b, "b_t", ndim=1)
+        if W.shape != (self.dim, self.dim) or b.shape != (self.dim,):
+            raise ValueError(f"weights(t) must return W of shape ({self.dim}, {self.dim}) and b of shape ({self.dim},), got {W.shape} and {b.shape}")
+        return W, b
+
+    # -- constructors ------------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, X, process: Process, ridge: Ridge = 0.0, train_time: float | None = None, lr: float = 1.0,
+            centred: bool = True) -> "LinearDenoiser":
+        r"""The affine eps-model trained on the rows of X, the noise expectation taken exactly.
+
+        Minimises (or runs gradient flow on) the per-time training loss
+
+        .. math::
+            L_t(W, b) = \frac1N\sum_i \mathbb E_\varepsilon\|\varepsilon - W(\alpha x_i + \sigma\varepsilon) - b\|^2
+            + r_t \|W\|_F^2
+            = \|I - \sigma W\|_F^2 + \alpha^2\operatorname{tr}(W\hat S W^T) + \|\alpha W\hat\mu + b\|^2 + r_t\|W\|_F^2 .
+
+        The minimiser is :math:`W_t = \sigma(\alpha^2\hat S + (\sigma^2 + r_t) I)^{-1}`,
+        :math:`b_t = -\alpha W_t\hat\mu`: the score of the fitted Gaussian :math:`\mathcal N(\hat\mu, \hat S)`
+        (1/N covariance) noised to time t, with ``sigma^2 -> sigma^2 + ridge``.  Works for any N >= 1;
+        for N <= d the model predicts "all noise" on the null space of :math:`\hat S`.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, d)
+            Training points as rows.
+        process : DDPM, VP or OU
+        ridge : float or callable ``t -> float``
+            Adds ``ridge * ||W_t||_F^2`` to the per-time loss (Merger & Goldt's ``c * alpha_bar_t`` is
+            ``lambda t: c * process.alpha(t)**2``).
+        train_time : float, optional
+            Gradient-flow time ``tau`` from zero weights, ``dW/dtau = -lr dL/dW``.  With ``centred=True``
+            the flow runs in the centred parametrisation ``eps_hat = W (x - alpha mu_hat) + c`` (training on
+            centred data), so each eigenmode relaxes independently:
+            ``W_t = sigma (1 - exp(-2 lr tau h)) / h`` with ``h = alpha^2 l + sigma^2 + r``.  ``None`` gives
+            the minimiser.
+        lr : float
+            Learning rate of the flow (only its product with ``train_time`` matters).
+        centred : bool
+            ``False`` runs the flow on the raw parameters ``(W, b)`` from zero; the input second moment
+            then mixes the mean into the Hessian and the model is dense (no shared eigenbasis).  The
+            minimiser (``train_time=None``) is the same either way.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lindiff import DDPM, Gaussian, GaussianScore
+        >>> X = np.random.default_rng(0).standard_normal((50, 3))
+        >>> model = LinearDenoiser.fit(X, DDPM.linear(100))
+        >>> exact = GaussianScore(Gaussian.fit(X), model.process)
+        >>> bool(np.allclose(model.score(X[:2], 10), exact.score(X[:2], 10)))
+        True
+        """
+        X = as_training_set(X, "X")
+        fitted = Gaussian.fit(X)
+        return cls._from_gaussian(fitted, process, ridge, train_time, lr, centred, "fit")
+
+    @classmethod
+    def population(cls, p0: Gaussian, process: Process, ridge: Ridge = 0.0, train_time: float | None = None,
+                   lr: float = 1.0, centred: bool = True) -> "LinearDenoiser":
+        r"""The Bayes-optimal affine eps-model for data ``p0`` (the population loss replaces the training
+        loss in :meth:`fit`); with no ridge and no ``train_time`` it equals :class:`GaussianScore`."""
+        if not isinstance(p0, Gaussian):
+            raise TypeError(f"p0 must be a lindiff.Gaussian, got {type(p0).__name__}")
+        return cls._from_gaussian(p0, process, ridge, train_time, lr, centred, "population")
+
+    @classmethod
+    def _from_gaussian(cls, g: Gaussian, process, ridge, train_time, lr, centred, kind) -> "LinearDenoiser":
+        process = _check_process(process)
+        ridge = _check_ridge(ridge)
+        train_time = as_nonnegative_float(train_time, "train_time", allow_none=True)
+        lr = as_positive_float(lr, "lr")
+        desc = f"LinearDenoiser.{kind}"
+        if centred or train_time is None:
+            spectral = SpectralForm(g.eigenvectors, g.eigenvalues, g.mean, ridge, train_time, lr)
+            return cls(process, g.dim, spectral=spectral, data=g, description=desc)
+        return cls(process, g.dim, weights=_RawFlow(g, process, ridge, train_time, lr), data=g,
+                   description=desc + "(centred=False)")
+
+    @classmethod
+    def fit_noise_draws(cls, X, process: Process, draws: int, rng: RNGLike = None, ridge: float = 0.0) -> "LinearDenoiser":
+        r"""Least squares on ``P = draws`` noise draws per training point ("generalisation through
+        variance", Vastola 2025).
+
+        For each time t the weights minimise
+        :math:`\frac{1}{NP}\sum_{i,j}\|\varepsilon_{ij} - W(\alpha x_i + \sigma\varepsilon_{ij}) - b\|^2 + r\|W\|_F^2`
+        (ordinary least squares with intercept; the minimum-norm solution when under-determined).  The
+        draws at time t come from a generator seeded by (rng, t), so the model is a fixed random
+        function: the same t always gives the same weights.  As ``draws -> inf`` it tends to :meth:`fit`.
+        """
+        X = as_training_set(X, "X")
+        draws = as_positive_int(draws, "draws")
+        ridge = as_nonnegative_float(ridge, "ridge")
+        seed = as_rng(rng).integers(0, 2**63 - 1)
+        process = _check_process(process)
+        weights = _NoiseDrawFit(X, process, draws, int(seed), ridge)
+        return cls(process, X.shape[1], weights=weights, data=Gaussian.fit(X),
+                   description=f"LinearDenoiser.fit_noise_draws(P={draws})")
+
+    @classmethod
+    def from_weights(cls, process: Process, weights: Callable[[float], tuple[np.ndarray, np.ndarray]], dim: int,
+                     data: Gaussian | None = None) -> "LinearDenoiser":
+        """A general affine eps-model from a function ``t -> (W_t, b_t)`` (dense path)."""
+        if not callable(weights):
+            raise TypeError("weights must be a callable t -> (W_t, b_t)")
+        return cls(process, dim, weights=weights, data=data, description="LinearDenoiser.from_weights")
+
+    def to_dense(self) -> "LinearDenoiser":
+        """The same model without its eigenbasis representation (forces the dense path)."""
+        return LinearDenoiser(self.process, self.dim, weights=self.affine, data=self.data,
+                              description=self._description + ".to_dense()", score_weights=self.score_affine)
+
+
+class _RawFlow:
+    r"""Gradient flow on raw ``theta = [W, b]`` from zero: ``theta(tau) = [sigma I, 0] phi(H)`` with the
+    augmented second moment ``H = E[(x, 1)(x, 1)^T]`` (+ ridge on the W block) and
+    ``phi(H) = H^{-1}(I - exp(-2 lr tau H))``."""
+
+    def __init__(self, g: Gaussian, process, ridge, train_time, lr):
+        self.g, self.process, self.ridge, self.train_time, self.lr = g, process, ridge, train_time, lr
+
+    def __call__(self, t: float):
+        a, s = float(self.process.alpha(t)), float(self.process.sigma(t))
+        d = self.g.dim
+        r = float(self.ridge(t)) if callable(self.ridge) else self.ridge
+        m = self.g.mean
+        H = np.empty((d + 1, d + 1))
+        H[:d, :d] = a * a * (self.g.cov + np.outer(m, m)) + (s * s + r) * np.eye(d)
+        H[:d, d] = H[d, :d] = a * m
+        H[d, d] = 1.0
+        phi = _linalg.relax_matrix(H, self.train_time, self.lr)
+        theta = s * phi[:d, :]
+        return theta[:, :d], theta[:, d]
+
+
+class _NoiseDrawFit:
+    def __init__(self, X, process, draws, seed, ridge):
+        self.X, self.process, self.draws, self.seed, self.ridge = X, process, draws, seed, ridge
+
+    def __call__(self, t: float):
+        a, s = float(self.process.alpha(t)), float(self.process.sigma(t))
+        key = int(np.float64(t).view(np.uint64))
+        gen = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(key,)))
+        N, d = self.X.shape
+        eps = gen.standard_normal((N * self.draws, d))
+        x = a * np.repeat(self.X, self.draws, axis=0) + s * eps
+        xm, em = x.mean(axis=0), eps.mean(axis=0)
+        xc, ec = x - xm, eps - em
+        n = x.shape[0]
+        cxx = xc.T @ xc / n + self.ridge * np.eye(d)
+        cex = ec.T @ xc / n
+        W = _linalg.solve_psd(cxx, cex.T).T
+        return W, em - W @ xm

@@ -1,0 +1,176 @@
+import math
+
+import mpmath as mp
+import numpy as np
+import pytest
+
+import lindiff as ld
+from lindiff import mc
+from conftest import random_spd
+
+
+def kl_mpmath(m1, S1, m2, S2, dps=50):
+    """Reference KL(N1 || N2) in 50-digit arithmetic (independent of lindiff's helpers)."""
+    with mp.workdps(dps):
+        A, B = mp.matrix(S1.tolist()), mp.matrix(S2.tolist())
+        dm = mp.matrix((m2 - m1).tolist())
+        Binv = B**-1
+        tr = sum((Binv * A)[i, i] for i in range(A.rows))
+        quad = (dm.T * Binv * dm)[0, 0]
+        return float(0.5 * (tr - A.rows + quad + mp.log(mp.det(B)) - mp.log(mp.det(A))))
+
+
+def w2_mpmath(m1, S1, m2, S2, dps=40):
+    with mp.workdps(dps):
+        A, B = mp.matrix(S1.tolist()), mp.matrix(S2.tolist())
+        rA = mp.sqrtm(A)
+        cross = mp.sqrtm(rA * B * rA)
+        tr = sum(A[i, i] + B[i, i] - 2 * cross[i, i] for i in range(A.rows))
+        dm = sum((m1[i] - m2[i]) ** 2 for i in range(A.rows))
+        return float(mp.sqrt(mp.re(dm + tr)))
+
+
+def test_gaussian_validates_input():
+    with pytest.raises(ValueError, match="cov must have shape"):
+        ld.Gaussian(np.zeros(2), np.eye(3))
+    with pytest.raises(ValueError, match="not symmetric"):
+        ld.Gaussian(np.zeros(2), [[1.0, 0.5], [0.0, 1.0]])
+    with pytest.raises(ValueError, match="not positive semi-definite"):
+        ld.Gaussian(np.zeros(2), [[1.0, 0.0], [0.0, -1e-3]])
+    with pytest.raises(ValueError, match="NaN"):
+        ld.Gaussian([0.0, np.nan], np.eye(2))
+    with pytest.raises(ValueError, match="mean must have 1"):
+        ld.Gaussian(np.zeros((2, 1)), np.eye(2))
+    with pytest.raises(ValueError, match="orthonormal"):
+        ld.Gaussian.from_spectrum([1.0, 2.0], basis=[[1.0, 1.0], [0.0, 1.0]])
+    # tiny negative eigenvalues within the cut-off are clipped to exactly zero
+    g = ld.Gaussian(np.zeros(2), [[1.0, 0.0], [0.0, -1e-14]])
+    assert g.rank == 1 and g.eigenvalues.min() == 0.0
+
+
+def test_fit_uses_one_over_n(rng):
+    X = rng.standard_normal((7, 3))
+    g = ld.Gaussian.fit(X)
+    np.testing.assert_allclose(g.cov, np.cov(X, rowvar=False, bias=True), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(g.mean, X.mean(axis=0))
+
+
+def test_sample_moments_match(rng):
+    S = random_spd(rng, 4, cond=20)
+    g = ld.Gaussian(rng.standard_normal(4), S)
+    x = g.sample(40_000, rng)
+    z = mc.moment_z_scores(x, g)
+    assert np.max(np.abs(z)) < mc.max_abs_z_threshold(z.size)
+
+
+def test_logpdf_matches_scipy_and_singular_support(rng):
+    from scipy.stats import multivariate_normal
+
+    S = random_spd(rng, 3)
+    g = ld.Gaussian(np.ones(3), S)
+    x = rng.standard_normal((5, 3))
+    np.testing.assert_allclose(g.logpdf(x), multivariate_normal(np.ones(3), S).logpdf(x), rtol=1e-12)
+    sing = ld.Gaussian.from_spectrum([2.0, 0.0])
+    assert sing.logpdf([1.0, 0.5]) == -np.inf
+    np.testing.assert_allclose(sing.logpdf([1.0, 0.0]), multivariate_normal([0.0], [[2.0]]).logpdf([1.0]))
+
+
+@pytest.mark.parametrize("d", [1, 3, 6])
+def test_kl_and_w2_match_mpmath(rng, d):
+    S1, S2 = random_spd(rng, d, cond=50), random_spd(rng, d, cond=1e3)
+    m1, m2 = rng.standard_normal(d), rng.standard_normal(d)
+    p, q = ld.Gaussian(m1, S1), ld.Gaussian(m2, S2)
+    assert ld.kl(p, q) == pytest.approx(kl_mpmath(m1, S1, m2, S2), rel=1e-10)
+    assert ld.w2(p, q) == pytest.approx(w2_mpmath(m1, S1, m2, S2), rel=1e-9)
+
+
+def test_kl_matches_monte_carlo(rng):
+    S1, S2 = random_spd(rng, 3), random_spd(rng, 3, cond=5)
+    p, q = ld.Gaussian(rng.standard_normal(3), S1), ld.Gaussian(rng.standard_normal(3), S2)
+    est = mc.kl(p, q, 200_000, rng)
+    assert abs(est.z(ld.kl(p, q))) < 4
+
+
+def test_divergences_of_identical_are_exactly_zero(rng):
+    S = random_spd(rng, 5, cond=1e6)
+    p = ld.Gaussian(rng.standard_normal(5), S)
+    q = ld.Gaussian(p.mean.copy(), p.cov.copy())
+    assert ld.kl(p, q) == 0.0 and ld.w2(p, q) == 0.0 and ld.hellinger(p, q) == 0.0
+
+
+def test_fast_path_agrees_with_dense(rng):
+    U = np.linalg.qr(rng.standard_normal((5, 5)))[0]
+    p = ld.Gaussian.from_spectrum(rng.uniform(0.1, 3, 5), U, rng.standard_normal(5))
+    q = ld.Gaussian.from_spectrum(rng.uniform(0.1, 3, 5), U, rng.standard_normal(5))
+    assert p.shares_basis_with(q)
+    pd, qd = ld.Gaussian(p.mean, p.cov), ld.Gaussian(q.mean, q.cov)
+    assert ld.kl(p, q) == pytest.approx(ld.kl(pd, qd), rel=1e-10)
+    assert ld.w2(p, q) == pytest.approx(ld.w2(pd, qd), rel=1e-9)
+
+
+def test_singular_kl_is_infinite_with_reason_w2_finite():
+    p = ld.Gaussian.from_spectrum([1.0, 1.0])
+    q = ld.Gaussian.from_spectrum([1.0, 0.0])
+    value = ld.kl(p, q)
+    assert math.isinf(value) and isinstance(value, ld.Infinite) and "singular" in value.reason
+    assert math.isinf(ld.kl(q, p))  # q has no density on R^2
+    assert ld.w2(p, q) == pytest.approx(1.0)
+    assert ld.hellinger(p, q) == 1.0
+    # same support: finite, computed on the subspace
+    r = ld.Gaussian.from_spectrum([2.0, 0.0])
+    assert ld.kl(q, r) == pytest.approx(0.5 * (0.5 - 1 + math.log(2)))
+    # a mean offset off the common support is infinite
+    s = ld.Gaussian.from_spectrum([2.0, 0.0], mean=[0.0, 1.0])
+    assert math.isinf(ld.kl(q, s))
+    assert not math.isnan(ld.kl(q, s))
+
+
+def test_singular_dense_path_agrees(rng):
+    U = np.linalg.qr(rng.standard_normal((4, 4)))[0]
+    p = ld.Gaussian.from_spectrum([1.0, 2.0, 0.0, 0.5], U)
+    q = ld.Gaussian.from_spectrum([3.0, 1.0, 0.0, 0.7], U)
+    pd, qd = ld.Gaussian(p.mean, p.cov), ld.Gaussian(q.mean, q.cov)
+    assert ld.kl(pd, qd) == pytest.approx(ld.kl(p, q), rel=1e-8)
+    assert ld.hellinger(pd, qd) == pytest.approx(ld.hellinger(p, q), rel=1e-8)
+
+
+def test_hellinger_closed_form_1d():
+    p, q = ld.Gaussian([0.0], [[1.0]]), ld.Gaussian([1.0], [[4.0]])
+    bc = math.sqrt(2 * 1 * 2 / 5) * math.exp(-0.25 * 1 / 5)
+    assert ld.hellinger(p, q) == pytest.approx(math.sqrt(1 - bc), rel=1e-12)
+
+
+def test_hellinger_matches_quadrature(rng):
+    from scipy.integrate import quad
+    from scipy.stats import norm
+
+    p, q = ld.Gaussian([0.3], [[0.7]]), ld.Gaussian([-0.4], [[2.5]])
+    bc = quad(lambda x: math.sqrt(norm.pdf(x, 0.3, math.sqrt(0.7)) * norm.pdf(x, -0.4, math.sqrt(2.5))), -30, 30)[0]
+    assert ld.hellinger(p, q) == pytest.approx(math.sqrt(1 - bc), rel=1e-9)
+
+
+def test_against_torch_and_pot_when_installed(rng):
+    S1, S2 = random_spd(rng, 4), random_spd(rng, 4, cond=30)
+    m1, m2 = rng.standard_normal(4), rng.standard_normal(4)
+    p, q = ld.Gaussian(m1, S1), ld.Gaussian(m2, S2)
+    checked = 0
+    try:
+        import torch
+        from torch.distributions import MultivariateNormal, kl_divergence
+    except ImportError:
+        pass
+    else:
+        ref = kl_divergence(MultivariateNormal(torch.tensor(m1), torch.tensor(S1)),
+                            MultivariateNormal(torch.tensor(m2), torch.tensor(S2))).item()
+        assert ld.kl(p, q) == pytest.approx(ref, rel=1e-9)
+        checked += 1
+    try:
+        import ot
+    except ImportError:
+        pass
+    else:
+        ref = float(ot.gaussian.bures_wasserstein_distance(m1, m2, S1, S2))
+        assert ld.w2(p, q) == pytest.approx(ref, rel=1e-7)
+        checked += 1
+    if not checked:
+        pytest.skip("neither torch nor POT is installed; mpmath references cover these formulas")
