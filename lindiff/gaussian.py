@@ -46,8 +46,9 @@ class Gaussian:
     r"""A multivariate normal :math:`\mathcal N(\mu, \Sigma)` in ``dim`` dimensions, float64.
 
     The covariance must be finite, symmetric (``max|C - C^T| <= 1e-10 max(1, max|C|)``) and positive
-    semi-definite: eigenvalues below ``-1e6 eps max|lambda|`` are rejected, and those of smaller
-    magnitude are treated as exactly zero (singular covariances are legal).
+    semi-definite: eigenvalues below ``-rcond(d) max|lambda|`` (``rcond(d) = 10 max(d, 100) eps``, see
+    ``lindiff._linalg``) are rejected, and those of smaller magnitude are treated as exactly zero
+    (singular covariances are legal).
 
     Parameters
     ----------
@@ -64,6 +65,7 @@ class Gaussian:
     mean: np.ndarray
     cov: np.ndarray
     _eig: _linalg.PSDEig | None = field(default=None, repr=False, compare=False)
+    _scale: float = field(default=0.0, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         mean = as_finite_array(self.mean, "mean", ndim=1)
@@ -78,7 +80,7 @@ class Gaussian:
             )
         cov = 0.5 * (cov + cov.T)
         if self._eig is None:
-            eig = _linalg.psd_eig(cov, "cov")
+            eig = _linalg.psd_eig(cov, "cov", self._scale)
         else:
             eig = self._eig
         object.__setattr__(self, "mean", mean)
@@ -127,7 +129,7 @@ class Gaussian:
         return cls(mean, cov)
 
     @classmethod
-    def from_spectrum(cls, eigenvalues, basis=None, mean=None) -> "Gaussian":
+    def from_spectrum(cls, eigenvalues, basis=None, mean=None, *, scale: float = 0.0) -> "Gaussian":
         r""":math:`\mathcal N(m, U \operatorname{diag}(\lambda) U^T)`; the eigendecomposition is kept.
 
         Parameters
@@ -140,10 +142,13 @@ class Gaussian:
             divergence fast paths.
         mean : array_like, shape (d,), optional
             Zero when omitted.
+        scale : float, optional
+            Magnitude of the problem the spectrum came from; eigenvalues below ``rcond(d)`` times
+            ``max(max eigenvalue, scale)`` count as zero (see ``lindiff._linalg.cutoff``).
         """
         values = as_finite_array(eigenvalues, "eigenvalues", ndim=1)
         d = values.shape[0]
-        values, zero = _linalg.clip_spectrum(values, "eigenvalues")
+        values, zero = _linalg.clip_spectrum(values, "eigenvalues", scale)
         if basis is None:
             basis = np.eye(d)
         else:
@@ -156,7 +161,7 @@ class Gaussian:
                 raise ValueError("basis must have orthonormal columns (U^T U = I within 1e-8)")
         mean = np.zeros(d) if mean is None else as_finite_array(mean, "mean", ndim=1)
         cov = (basis * values) @ basis.T
-        return cls(mean, cov, _linalg.PSDEig(values, basis, zero))
+        return cls(mean, cov, _linalg.PSDEig(values, basis, zero), scale)
 
     @classmethod
     def standard(cls, dim: int) -> "Gaussian":

@@ -33,6 +33,8 @@ class Process(Protocol):
 
     def sigma(self, t): ...
 
+    def log_alpha2(self, t): ...
+
     def marginal(self, p0: Gaussian, t) -> Gaussian: ...
 
     def check_time(self, t, name: str = "t", allow_zero: bool = True) -> np.ndarray: ...
@@ -124,6 +126,10 @@ class DDPM:
         """``alpha_bar_k`` for ``k = 0..T`` (length T + 1, ``alpha_bar_0 = 1``)."""
         return np.exp(self._log_alpha_bar)
 
+    def log_alpha2(self, t):
+        """``log alpha(t)^2 = log alpha_bar_t`` (exact cumulative sum of ``log1p(-beta)``)."""
+        return self._log_alpha_bar[self.check_time(t)]
+
     def alpha(self, t):
         k = self.check_time(t)
         return np.exp(0.5 * self._log_alpha_bar[k])
@@ -199,6 +205,10 @@ class VP:
     def diffusion2(self, t):
         """``g(t)^2`` in ``dx = f x dt + g dW`` (``= beta(t)``)."""
         return self.beta(t)
+
+    def log_alpha2(self, t):
+        """``log alpha(t)^2 = -B(t)``."""
+        return -self.B(t)
 
     def alpha(self, t):
         return np.exp(-0.5 * self.B(t))

@@ -173,18 +173,19 @@ def _grid(process: Process, sampler: str, steps, t_min, grid, timesteps, spacing
 
 # ------------------------------------------------------------------------------------------------
 # step builders (one definition per sampler)
-def _alpha_bar(process, t) -> float:
-    return float(process.alpha(t)) ** 2
+def _log_abar(process, t) -> float:
+    return float(process.log_alpha2(t))
 
 
 def _ddpm_step(process, t, t_next, last, variance, final_noise) -> Step:
-    abar, abar_next = _alpha_bar(process, t), _alpha_bar(process, t_next)
-    alpha_cur = abar / abar_next
-    beta = 1.0 - alpha_cur
+    la, la_next = _log_abar(process, t), _log_abar(process, t_next)
+    # expm1 keeps the skip-step beta accurate for tiny betas; at the last step it equals sigma^2 bitwise
+    alpha_cur = np.exp(la - la_next)
+    beta = -np.expm1(la - la_next)
     if variance == "beta":
         var = beta
     elif variance == "beta_tilde":
-        var = (1 - abar_next) / (1 - abar) * beta
+        var = np.expm1(la_next) / np.expm1(la) * beta
     else:
         raise ValueError(f"variance must be 'beta' or 'beta_tilde', got {variance!r}")
     noise = 0.0 if (last and not final_noise) else float(np.sqrt(var))
@@ -194,10 +195,11 @@ def _ddpm_step(process, t, t_next, last, variance, final_noise) -> Step:
 
 
 def _ddim_step(process, t, t_next, eta) -> Step:
-    abar, abar_next = _alpha_bar(process, t), _alpha_bar(process, t_next)
+    la, la_next = _log_abar(process, t), _log_abar(process, t_next)
+    abar, abar_next = np.exp(la), np.exp(la_next)
     sig = float(process.sigma(t))
-    nu = eta * np.sqrt((1 - abar_next) / (1 - abar)) * np.sqrt(1 - abar / abar_next)
-    rest = 1 - abar_next - nu * nu
+    nu = eta * np.sqrt(np.expm1(la_next) / np.expm1(la)) * np.sqrt(-np.expm1(la - la_next))
+    rest = -np.expm1(la_next) - nu * nu
     if rest < -1e-12:
         raise ValueError(f"eta={eta} makes 1 - alpha_bar' - nu^2 negative at t={t:g}; use 0 <= eta <= 1")
     ratio = np.sqrt(abar_next / abar)
@@ -489,6 +491,10 @@ def sampling_law(model: AffineModel, process: Process, sampler: str, steps: int 
         raise ValueError(f"path must be 'auto', 'spectral' or 'dense', got {path!r}")
     prog = build_sampler(model.process, sampler, steps, t_min, **options)
     start = _initial(model, model.process, init, prog.t_start)
+    # "numerically zero" is judged against the problem's scale: the start law and the model's spectrum
+    scale = 1.0 if start is None else float(start.eigenvalues.max(initial=0.0))
+    if model.spectral is not None:
+        scale = max(scale, float(model.spectral.eigenvalues.max(initial=0.0)))
     use_spectral = model.spectral is not None and path != "dense"
     if path == "spectral" and model.spectral is None:
         raise ValueError("path='spectral' needs a model with an eigenbasis representation (this one is dense)")
@@ -498,20 +504,20 @@ def sampling_law(model: AffineModel, process: Process, sampler: str, steps: int 
         acc = _continuous_spectral(model, prog, rtol) if sampler in ("sde", "ode") else _run_spectral(model, prog)
         if start is None:
             mean_u = acc.m
-            return Gaussian.from_spectrum(acc.M**2 + acc.Q, U, U @ mean_u)
+            return Gaussian.from_spectrum(acc.M**2 + acc.Q, U, U @ mean_u, scale=scale)
         mean_u = acc.M * (U.T @ start.mean) + acc.m
         if start.eigenvectors is U:
-            return Gaussian.from_spectrum(acc.M**2 * start.eigenvalues + acc.Q, U, U @ mean_u)
+            return Gaussian.from_spectrum(acc.M**2 * start.eigenvalues + acc.Q, U, U @ mean_u, scale=scale)
         c0 = U.T @ start.cov @ U
         cov_u = acc.M[:, None] * c0 * acc.M[None, :] + np.diag(acc.Q)
         cov = U @ cov_u @ U.T
-        return Gaussian(U @ mean_u, 0.5 * (cov + cov.T))
+        return Gaussian(U @ mean_u, 0.5 * (cov + cov.T), _scale=scale)
     M, m, Q = _continuous_dense(model, prog, rtol) if sampler in ("sde", "ode") else _run_dense(model, prog)
     if start is None:
         mean, cov = m, M @ M.T + Q
     else:
         mean, cov = M @ start.mean + m, M @ start.cov @ M.T + Q
-    return Gaussian(mean, 0.5 * (cov + cov.T))
+    return Gaussian(mean, 0.5 * (cov + cov.T), _scale=scale)
 
 
 def is_affine(model: ScoreModel) -> bool:

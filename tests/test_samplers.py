@@ -1,0 +1,280 @@
+import math
+
+import numpy as np
+import pytest
+
+import lindiff as ld
+from lindiff import mc
+from conftest import random_spd
+
+CONTINUOUS = ["euler_maruyama", "exponential_integrator", "euler", "heun"]
+
+
+def _data(rng, d=3):
+    return ld.Gaussian(rng.standard_normal(d), random_spd(rng, d, cond=20, scale=2.0))
+
+
+def _models(rng, process, p0):
+    X = p0.sample(2, rng)  # N < d: rank-deficient fit (memorising regime)
+    Y = p0.sample(8, rng)
+    return {
+        "population": ld.GaussianScore(p0, process),
+        "fit_N<d": ld.LinearDenoiser.fit(X, process),
+        "ridge": ld.LinearDenoiser.fit(Y, process, ridge=0.05),
+        "raw_flow": ld.LinearDenoiser.fit(Y, process, train_time=5.0, centred=False),  # dense only
+    }
+
+
+def _check_mc(model, process, sampler, law, rng, n=20_000, **kw):
+    x = mc.sample(model, process, sampler, n, rng, **kw)
+    z = mc.moment_z_scores(x, law)
+    assert np.max(np.abs(z)) < mc.max_abs_z_threshold(z.size), f"max |z| = {np.max(np.abs(z)):.2f}"
+
+
+# --- exact law vs Monte Carlo, every sampler -----------------------------------------------------
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+@pytest.mark.parametrize("steps", [None, 7])
+@pytest.mark.parametrize("init", ["standard", "exact", "given"])
+@pytest.mark.parametrize("kind", ["population", "fit_N<d", "raw_flow"])
+def test_discrete_samplers_match_monte_carlo(rng, sampler, steps, init, kind):
+    process = ld.DDPM.linear(200)
+    p0 = _data(rng)
+    model = _models(rng, process, p0)[kind]
+    init_arg = ld.Gaussian(rng.standard_normal(3), random_spd(rng, 3)) if init == "given" else init
+    opts = {"eta": 0.5} if sampler == "ddim" else {"variance": "beta_tilde", "final_noise": True}
+    law = ld.sampling_law(model, process, sampler, steps, init=init_arg, **opts)
+    _check_mc(model, process, sampler, law, rng, steps=steps, init=init_arg, **opts)
+
+
+@pytest.mark.parametrize("sampler", CONTINUOUS + ["ode"])
+@pytest.mark.parametrize("kind", ["population", "fit_N<d", "ridge", "raw_flow"])
+def test_continuous_samplers_match_monte_carlo(rng, sampler, kind):
+    process = ld.VP.linear()
+    p0 = _data(rng)
+    model = _models(rng, process, p0)[kind]
+    steps = None if sampler == "ode" else 12
+    law = ld.sampling_law(model, process, sampler, steps, t_min=1e-3)
+    _check_mc(model, process, sampler, law, rng, n=8_000 if sampler == "ode" else 20_000, steps=steps, t_min=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("init", ["standard", "exact"])
+def test_sde_law_matches_fine_euler_maruyama(rng, init):
+    """The exact SDE law vs a 4000-step Euler–Maruyama simulation (weak error ~1e-3, below the MC error)."""
+    process = ld.VP.linear()
+    p0 = _data(rng)
+    model = ld.GaussianScore(p0, process)
+    law = ld.sampling_law(model, process, "sde", t_min=1e-2, init=init)
+    _check_mc(model, process, "sde", law, rng, n=20_000, t_min=1e-2, init=init, sde_steps=4000)
+
+
+# --- spectral vs dense --------------------------------------------------------------------------
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"] + CONTINUOUS + ["sde", "ode"])
+def test_spectral_and_dense_paths_agree(rng, sampler):
+    d = 6
+    process = ld.DDPM.linear(300) if sampler in ("ddpm", "ddim") else ld.VP.linear()
+    p0 = _data(rng, d)
+    X = p0.sample(4, rng)
+    steps = None if sampler in ("ddpm", "ddim", "sde", "ode") else 40
+    t_min = 0.0 if process.discrete else 1e-3
+    for model in (ld.LinearDenoiser.fit(X, process, ridge=0.01, train_time=50.0), ld.GaussianScore(p0, process)):
+        for init in ("standard", "exact", ld.Gaussian(rng.standard_normal(d), random_spd(rng, d))):
+            a = ld.sampling_law(model, process, sampler, steps, t_min=t_min, init=init)
+            b = ld.sampling_law(model.to_dense() if hasattr(model, "to_dense") else
+                                ld.LinearDenoiser.population(p0, process).to_dense(),
+                                process, sampler, steps, t_min=t_min, init=init)
+            scale = np.abs(a.cov).max()
+            np.testing.assert_allclose(a.cov, b.cov, rtol=0, atol=1e-10 * scale)
+            np.testing.assert_allclose(a.mean, b.mean, rtol=0, atol=1e-10 * max(1.0, np.abs(a.mean).max()))
+
+
+def test_numeric_moment_odes_agree_with_closed_forms(rng):
+    """A ridge of 1e-14 forces the numerical moment-ODE route; it must match the closed form."""
+    process = ld.VP.linear()
+    p0 = _data(rng, 4)
+    for sampler in ("sde", "ode"):
+        closed = ld.sampling_law(ld.GaussianScore(p0, process), process, sampler, t_min=1e-3)
+        numeric = ld.sampling_law(ld.LinearDenoiser.population(p0, process, ridge=1e-14), process, sampler, t_min=1e-3)
+        np.testing.assert_allclose(numeric.cov, closed.cov, atol=1e-8)
+        np.testing.assert_allclose(numeric.mean, closed.mean, atol=1e-8)
+
+
+# --- exactness and convergence orders with the population score ------------------------------------
+@pytest.mark.parametrize("sampler", ["sde", "ode"])
+def test_continuous_solutions_from_exact_start_return_the_data_law(rng, sampler):
+    process = ld.VP.linear()
+    p0 = _data(rng, 5)
+    model = ld.GaussianScore(p0, process)
+    for t_min in (0.0, 1e-3, 0.3):
+        law = ld.sampling_law(model, process, sampler, t_min=t_min, init="exact")
+        target = process.marginal(p0, t_min)
+        np.testing.assert_allclose(law.cov, target.cov, atol=1e-12)
+        np.testing.assert_allclose(law.mean, target.mean, atol=1e-12)
+        assert ld.kl(target, law) < 1e-12
+
+
+def test_pierret_galerne_closed_forms_from_standard_start():
+    """Eqs. (7), (8) of Pierret & Galerne (2025), with their half-beta B = B_song / 2."""
+    lam = np.array([0.01, 0.5, 2.0, 30.0])
+    process = ld.VP.linear()
+    model = ld.GaussianScore(ld.Gaussian.from_spectrum(lam), process)
+    B = lambda t: float(process.B(t)) / 2  # noqa: E731
+    for t in (0.0, 0.2):
+        lt = np.exp(-2 * B(t)) * lam + 1 - np.exp(-2 * B(t))
+        lT = np.exp(-2 * B(1.0)) * lam + 1 - np.exp(-2 * B(1.0))
+        sde = lt + np.exp(-2 * (B(1.0) - B(t))) * lt**2 / lT * (1 / lT - 1)
+        ode = lt / lT
+        np.testing.assert_allclose(ld.sampling_law(model, process, "sde", t_min=t).eigenvalues, sde, rtol=1e-12)
+        np.testing.assert_allclose(ld.sampling_law(model, process, "ode", t_min=t).eigenvalues, ode, rtol=1e-12)
+
+
+@pytest.mark.parametrize("sampler,order", [("euler_maruyama", 1), ("exponential_integrator", 1), ("euler", 1), ("heun", 2)])
+def test_convergence_orders(sampler, order):
+    process = ld.VP.linear()
+    p0 = ld.Gaussian.from_spectrum([3.0, 1.0, 0.2, 0.05], mean=[1.0, 0.0, -0.5, 0.2])
+    model = ld.GaussianScore(p0, process)
+    target = process.marginal(p0, 1e-3)
+    ks = np.array([50, 100, 200, 400, 800])
+    errs = [ld.w2(ld.sampling_law(model, process, sampler, k + 1, t_min=1e-3, init="exact"), target) for k in ks]
+    slope = np.polyfit(np.log(ks), np.log(errs), 1)[0]
+    assert slope == pytest.approx(-order, abs=0.1)
+
+
+def test_pierret_galerne_euler_maruyama_recursion():
+    """Eq. (11): lambda_{k+1} = (1 + D b (1 - 2/lambda^{T-t_k}))^2 lambda_k + 2 D b (half-beta b = beta/2)."""
+    process = ld.VP.linear()
+    lam = np.array([0.1, 1.0, 5.0])
+    model = ld.GaussianScore(ld.Gaussian.from_spectrum(lam), process)
+    K = 50
+    grid = np.linspace(1.0, 0.0, K + 1)
+    v = np.ones(3)
+    for k in range(K):
+        t = grid[k]
+        b = float(process.beta(t)) / 2
+        Dt = grid[k] - grid[k + 1]
+        lt = float(process.alpha(t)) ** 2 * lam + float(process.sigma(t)) ** 2
+        v = (1 + Dt * b * (1 - 2 / lt)) ** 2 * v + 2 * Dt * b
+    law = ld.sampling_law(model, process, "euler_maruyama", K + 1)
+    np.testing.assert_allclose(law.eigenvalues, v, rtol=1e-12)
+
+
+# --- identities between samplers ------------------------------------------------------------------
+def test_ddim_eta_one_is_ddpm_with_posterior_variance(rng):
+    process = ld.DDPM.linear(100)
+    p0 = _data(rng)
+    model = ld.LinearDenoiser.fit(p0.sample(10, rng), process)
+    for steps in (None, 9):
+        a = ld.sampling_law(model, process, "ddim", steps, eta=1.0)
+        b = ld.sampling_law(model, process, "ddpm", steps, variance="beta_tilde", final_noise=True)
+        np.testing.assert_allclose(a.cov, b.cov, atol=1e-12)
+        np.testing.assert_allclose(a.mean, b.mean, atol=1e-12)
+
+
+def test_ddpm_close_to_identity_with_population_score():
+    """THEORY §4: per-eigenvalue map f(l) ~ l for DDPM (beta variance), floor f(0) = beta_1 with final noise."""
+    process = ld.DDPM.linear(1000, 1e-4, 1e-2)
+    lam = np.array([0.0, 0.1, 1.0, 10.0])
+    model = ld.GaussianScore(ld.Gaussian.from_spectrum(lam), process)
+    law = ld.sampling_law(model, process, "ddpm", final_noise=True)
+    f = law.eigenvalues
+    assert f[0] == pytest.approx(1e-4, rel=1e-12)
+    assert f[2] == pytest.approx(1.0, rel=1e-12)  # identity-covariance data are reproduced exactly
+    np.testing.assert_allclose(f[1:], lam[1:], rtol=0.01)
+
+
+# --- memorisation: the floor for N < d -------------------------------------------------------------
+@pytest.mark.parametrize("N", [1, 3, 5])
+def test_fitted_denoiser_floor_for_n_below_d(rng, N):
+    d = 6
+    process = ld.DDPM.linear(1000)
+    p0 = _data(rng, d)
+    X = p0.sample(N, rng)
+    model = ld.LinearDenoiser.fit(X, process)
+    beta1 = float(process.betas[0])
+    # Ho et al. (no final noise): the null space of S_hat collapses exactly; KL(data || model) = inf
+    law = ld.sampling_law(model, process, "ddpm")
+    assert np.sum(law.eigenvalues == 0.0) == d - N + 1
+    value = ld.kl(p0, law)
+    assert math.isinf(value) and "singular" in value.reason
+    # with noise on the final step the floor is beta_1 and the KL is large but finite
+    noisy = ld.sampling_law(model, process, "ddpm", final_noise=True)
+    assert np.sum(np.isclose(noisy.eigenvalues, beta1, rtol=1e-9)) == d - N + 1
+    big = ld.kl(p0, noisy)
+    assert np.isfinite(big) and big > 100
+    # ridge lifts the floor
+    ridged = ld.sampling_law(ld.LinearDenoiser.fit(X, process, ridge=0.1), process, "ddpm", final_noise=True)
+    assert ridged.eigenvalues.min() > 10 * beta1
+    assert ld.kl(p0, ridged) < big
+
+
+# --- grids and diffusers spacings -----------------------------------------------------------------
+def test_diffusers_timestep_spacings():
+    from lindiff.samplers import ddpm_timesteps
+
+    # diffusers' 0-based timesteps + 1
+    np.testing.assert_array_equal(ddpm_timesteps(1000, 10, "leading"), np.arange(0, 1000, 100)[::-1] + 1)
+    np.testing.assert_array_equal(ddpm_timesteps(1000, 10, "trailing"), np.arange(999, 0, -100) + 1)
+    np.testing.assert_array_equal(ddpm_timesteps(1000, 10, "linspace"), np.round(np.linspace(0, 999, 10))[::-1].astype(int) + 1)
+    np.testing.assert_array_equal(ddpm_timesteps(1000, 10, "leading", steps_offset=1), np.arange(0, 1000, 100)[::-1] + 2)
+    with pytest.raises(ValueError, match="spacing"):
+        ddpm_timesteps(1000, 10, "uniform")
+
+
+def test_skip_step_ddpm_uses_skip_betas(rng):
+    process = ld.DDPM.linear(100)
+    p0 = _data(rng)
+    model = ld.GaussianScore(p0, process)
+    ts = [100, 60, 30, 1]
+    prog = ld.build_sampler(process, "ddpm", timesteps=ts)
+    abar = process.alpha_bar
+    first = prog.steps[0]
+    beta_skip = 1 - abar[100] / abar[60]
+    assert first.out[0] == pytest.approx(1 / math.sqrt(1 - beta_skip))
+    assert first.noise == pytest.approx(math.sqrt(beta_skip))
+    law = ld.sampling_law(model, process, "ddpm", timesteps=ts)
+    _check_mc(model, process, "ddpm", law, rng, timesteps=ts)
+
+
+def test_sampler_table_lists_equations():
+    table = ld.sampler_table(ld.VP.linear(), "heun", steps=4)
+    text = table.render("text")
+    assert "c_eps" in text and len(table.rows) == 5  # two stages x 2 steps + Euler on the last step
+    ddim = ld.sampler_table(ld.DDPM.linear(1000), "ddim", steps=10)
+    assert [r[1] for r in ddim.rows][:2] == [901.0, 801.0]
+    for fmt in ("markdown", "latex", "csv", "json"):
+        assert ddim.render(fmt)
+
+
+def test_sampler_input_errors(rng):
+    process = ld.DDPM.linear(50)
+    model = ld.GaussianScore(_data(rng), process)
+    with pytest.raises(ValueError, match="continuous process"):
+        ld.sampling_law(model, process, "heun", 10)
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        ld.sampling_law(model, process, "dpm++", 10)
+    with pytest.raises(ValueError, match="differs from the model's process"):
+        ld.sampling_law(model, ld.DDPM.linear(60), "ddpm")
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        ld.sampling_law(model, process, "ddpm", timesteps=[3, 5])
+    with pytest.raises(ValueError, match="steps must be at most"):
+        ld.sampling_law(model, process, "ddim", 51)
+    with pytest.raises(ValueError, match="variance"):
+        ld.sampling_law(model, process, "ddpm", variance="large")
+    vp_model = ld.GaussianScore(_data(rng), ld.VP.linear())
+    with pytest.raises(ValueError, match="steps is required"):
+        ld.sampling_law(vp_model, vp_model.process, "euler")
+    with pytest.raises(ValueError, match="t_min"):
+        ld.sampling_law(vp_model, vp_model.process, "euler", 10, t_min=1.0)
+    with pytest.raises(TypeError, match="affine"):
+        ld.sampling_law(ld.EmpiricalScore(np.eye(3), process), process, "ddpm")
+    with pytest.raises(ValueError, match="init"):
+        ld.sampling_law(model, process, "ddpm", init="data")
+
+
+def test_empirical_score_memorises_under_ddpm(rng):
+    X = rng.standard_normal((5, 4)) * 3
+    process = ld.DDPM.linear(1000)
+    model = ld.EmpiricalScore(X, process)
+    x = mc.sample(model, process, "ddpm", 200, rng, steps=100)
+    dist = np.min(np.linalg.norm(x[:, None, :] - X[None], axis=2), axis=1)
+    assert np.max(dist) < 1e-6  # every sample is a copy of a training point
