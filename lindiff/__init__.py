@@ -10,7 +10,7 @@ Conventions: ``x_t = alpha(t) x0 + sigma(t) eps``; points are rows; float64; eve
 takes ``rng``; ``kl(p, q)`` is KL(p || q); ``w2`` is the distance, not its square.
 """
 
-from . import mc
+from . import mc, spectra
 from .gaussian import Gaussian, Infinite, hellinger, kl, w2
 from .losses import dsm_loss, generalisation_gap, irreducible_loss, score_matching_loss
 from .processes import DDPM, OU, VP, Process
@@ -54,5 +54,6 @@ __all__ = [
     "Column",
     # Monte Carlo twins
     "mc",
+    "spectra",
     "__version__",
 ]

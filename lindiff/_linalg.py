@@ -181,3 +181,24 @@ def relax_matrix(h: np.ndarray, time: float | None, lr: float) -> np.ndarray:
     """Matrix version of :func:`relax` for a symmetric PSD ``h`` (through ``eigh``)."""
     eig = psd_eig(h, "gradient-flow Hessian")
     return (eig.vectors * relax(eig.values, time, lr)) @ eig.vectors.T
+
+
+def x_minus_log1p(x: np.ndarray) -> np.ndarray:
+    """``x - log(1 + x)`` for ``x > -1`` without cancellation near 0 (KL's ``r - 1 - log r``).
+
+    Direct evaluation loses all digits for ``|x| < 1e-8``; below ``|x| = 0.05`` the alternating series
+    ``sum_k (-1)^k x^k / k`` (k >= 2, 20 terms, truncation < 1e-27 relative) is used instead.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    small = np.abs(x) < 0.05
+    out = np.empty_like(x)
+    big = ~small
+    out[big] = x[big] - np.log1p(x[big])
+    xs = x[small]
+    acc = np.zeros_like(xs)
+    power = xs * xs
+    for k in range(2, 22):
+        acc += (1.0 if k % 2 == 0 else -1.0) * power / k
+        power = power * xs
+    out[small] = acc
+    return out

@@ -249,8 +249,8 @@ def kl(p: Gaussian, q: Gaussian) -> float:
             if np.sum(off**2) > _linalg.cutoff(lq):
                 return Infinite("the means differ along a direction in which both covariances are singular")
         keep = ~zq
-        r = lp[keep] / lq[keep]
-        value = 0.5 * (np.sum(r - 1.0 - np.log(r)) + np.sum(dm_u[keep] ** 2 / lq[keep]))
+        x = (lp[keep] - lq[keep]) / lq[keep]  # r - 1, formed without cancellation
+        value = 0.5 * (np.sum(_linalg.x_minus_log1p(x)) + np.sum(dm_u[keep] ** 2 / lq[keep]))
         return float(max(value, 0.0))
     eq = q._eig
     ep = p._eig
@@ -261,15 +261,18 @@ def kl(p: Gaussian, q: Gaussian) -> float:
             return Infinite(f"q is singular (rank {eq.rank} < {d}) in directions where p has variance")
         if np.sum((null.T @ dm) ** 2) > _linalg.cutoff(eq.values):
             return Infinite(f"q is singular (rank {eq.rank} < {d}) and the mean of p lies off the support of q")
-    rng_basis = eq.range_basis()
-    lq = eq.values[~eq.zero]
-    sp = rng_basis.T @ p.cov @ rng_basis
-    logdet_p = _linalg.logdet_pd(sp) if sp.size else 0.0
-    if ep.rank < eq.rank or not np.isfinite(logdet_p):
+    if ep.rank < eq.rank:
         return Infinite(f"p is singular (rank {ep.rank}) on the {eq.rank}-dimensional support of q")
-    dm_r = rng_basis.T @ dm
-    trace = float(np.sum(np.diag(sp) / lq))
-    value = 0.5 * (trace - eq.rank + float(np.sum(dm_r**2 / lq)) + float(np.sum(np.log(lq))) - logdet_p)
+    # Generalised eigenvalues r_i of (Sigma_p, Sigma_q) on q's support: KL = 1/2 sum (r - 1 - log r) + ...
+    basis = eq.range_basis()
+    lq = eq.values[~eq.zero]
+    scale = 1.0 / np.sqrt(lq)
+    whitened = (basis.T @ p.cov @ basis) * scale[:, None] * scale[None, :]
+    r_minus_1 = np.linalg.eigvalsh(whitened - np.eye(eq.rank)) if eq.rank else np.zeros(0)
+    if np.any(r_minus_1 <= -1.0 + _linalg.rcond(max(eq.rank, 1))):
+        return Infinite(f"p is singular on the {eq.rank}-dimensional support of q")
+    dm_r = basis.T @ dm
+    value = 0.5 * (float(np.sum(_linalg.x_minus_log1p(r_minus_1))) + float(np.sum(dm_r**2 / lq)))
     return float(max(value, 0.0))
 
 
@@ -321,17 +324,32 @@ def hellinger(p: Gaussian, q: Gaussian) -> float:
     _check_pair(p, q)
     if _identical(p, q):
         return 0.0
-    avg = _linalg.psd_eig(0.5 * (p.cov + q.cov), "average covariance")
     dm = q.mean - p.mean
-    if p.rank < avg.rank or q.rank < avg.rank:
-        return 1.0
-    if avg.singular and np.sum((avg.null_basis().T @ dm) ** 2) > _linalg.cutoff(avg.values):
-        return 1.0
-    basis = avg.range_basis()
-    la = avg.values[~avg.zero]
-    logdet_p = _linalg.logdet_pd(basis.T @ p.cov @ basis) if basis.size else 0.0
-    logdet_q = _linalg.logdet_pd(basis.T @ q.cov @ basis) if basis.size else 0.0
-    dm_r = basis.T @ dm
-    log_bc = 0.25 * (logdet_p + logdet_q) - 0.5 * float(np.sum(np.log(la))) - 0.125 * float(np.sum(dm_r**2 / la))
-    h2 = -np.expm1(min(log_bc, 0.0))
+    if p.shares_basis_with(q):
+        zp, zq = p._eig.zero, q._eig.zero
+        if np.any(zp != zq):
+            return 1.0
+        dm_u = p.eigenvectors.T @ dm
+        keep = ~zq
+        lp, lq = p.eigenvalues[keep], q.eigenvalues[keep]
+        if np.any(zq) and np.sum(dm_u[zq] ** 2) > _linalg.cutoff(q.eigenvalues):
+            return 1.0
+        x = (lp - lq) / lq
+        log_bc = -0.25 * np.sum(np.log1p(x * x / (4 * (1 + x)))) - 0.25 * np.sum(dm_u[keep] ** 2 / (lp + lq))
+    else:
+        avg = _linalg.psd_eig(0.5 * (p.cov + q.cov), "average covariance")
+        if p.rank < avg.rank or q.rank < avg.rank:
+            return 1.0
+        if avg.singular and np.sum((avg.null_basis().T @ dm) ** 2) > _linalg.cutoff(avg.values):
+            return 1.0
+        basis = avg.range_basis()
+        la = avg.values[~avg.zero]
+        sq = basis.T @ q.cov @ basis
+        eq = _linalg.psd_eig(sq, "q's covariance on the common support")
+        white = eq.vectors / np.sqrt(eq.values)
+        x = np.linalg.eigvalsh(white.T @ (basis.T @ p.cov @ basis) @ white - np.eye(la.size)) if la.size else np.zeros(0)
+        dm_a = basis.T @ dm
+        log_bc = -0.25 * float(np.sum(np.log1p(x * x / (4 * (1 + x))))) - 0.125 * float(np.sum(dm_a**2 / la))
+    # per generalised eigenvalue r = 1 + x: r^{1/4} / ((1 + r)/2)^{1/2} = (1 + x^2/(4(1+x)))^{-1/4}, no cancellation
+    h2 = -np.expm1(min(float(log_bc), 0.0))
     return float(np.sqrt(max(h2, 0.0)))

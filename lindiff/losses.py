@@ -151,8 +151,35 @@ def score_matching_loss(model: AffineModel, p0: Gaussian, t) -> float | np.ndarr
 def generalisation_gap(model: AffineModel, X, p0: Gaussian, t) -> float | np.ndarray:
     r"""Test minus training DSM loss, :math:`L_{test} - L_{train}` (eps units), for a model trained on X.
 
-    For the fitted model (no ridge) this is
+    The common term :math:`\|I - \sigma W\|_F^2` cancels exactly, so the gap is evaluated as
+
+    .. math::
+        \alpha^2\operatorname{tr}\big(W(S - \hat S)W^T\big) + \|\alpha W\mu + b\|^2 - \|\alpha W\hat\mu + b\|^2
+
+    (no subtraction of two nearly equal losses).  For the fitted model (no ridge) this is
     :math:`\alpha^2\sigma^2[\operatorname{tr}(\hat S_t^{-2}(S - \hat S)) + (\hat\mu-\mu)^T\hat S_t^{-2}(\hat\mu-\mu)]`
-    with :math:`\hat S_t = \alpha^2\hat S + \sigma^2 I` (THEORY §3; ``derivations/`` checks the two).
+    with :math:`\hat S_t = \alpha^2\hat S + \sigma^2 I` (THEORY §3; ``derivations/losses.py`` derives it).
     """
-    return dsm_loss(model, p0, t) - dsm_loss(model, X, t)
+    if not isinstance(model, AffineModel):
+        raise TypeError(f"model must be an affine model (GaussianScore or LinearDenoiser), got {type(model).__name__}")
+    if not isinstance(p0, Gaussian):
+        raise TypeError(f"p0 must be a lindiff.Gaussian, got {type(p0).__name__}")
+    train = _data_gaussian(model, X)
+    test = _data_gaussian(model, p0)
+    times, scalar = _times(model, t)
+    alpha = np.asarray(model.process.alpha(times), float)
+    sigma = np.asarray(model.process.sigma(times), float)
+    if model.spectral is not None:
+        c_test, d_test = _projected_moments(model, test)
+        c_train, d_train = _projected_moments(model, train)
+        gains = np.stack([model._checked_gains(float(tt), a, s) for tt, a, s in zip(times, alpha, sigma)])
+        w2 = (sigma[:, None] * gains) ** 2
+        out = alpha**2 * np.sum(w2 * ((c_test - c_train) + (d_test**2 - d_train**2)), axis=1)
+    else:
+        out = np.empty(times.shape)
+        for i, tt in enumerate(times):
+            W, b = model.affine(tt)
+            r_test = alpha[i] * (W @ test.mean) + b
+            r_train = alpha[i] * (W @ train.mean) + b
+            out[i] = alpha[i] ** 2 * np.sum((W @ (test.cov - train.cov)) * W) + r_test @ r_test - r_train @ r_train
+    return float(out[0]) if scalar else out

@@ -132,6 +132,21 @@ class SpectralForm:
         h = (alpha**2)[..., None] * self.eigenvalues + (sigma**2 + self.ridge_at(t))[..., None]
         return _linalg.relax(h, self.train_time, self.lr)
 
+    def x0_gains(self, t: float, alpha: float, sigma: float) -> np.ndarray:
+        """Per-mode ``k`` with ``x0_hat = m + U diag(k) U^T (x - alpha m)``, free of cancellation.
+
+        ``k = (1 - sigma^2 g) / alpha`` with ``1 - sigma^2 g = (alpha^2 l + r + sigma^2 e^{-2 lr tau h}) / h``
+        (the last term only with a finite ``train_time``): a sum of non-negative terms.
+        """
+        r = self.ridge_at(np.asarray(t, float))
+        num = alpha * alpha * self.eigenvalues + r
+        h = num + sigma * sigma
+        if self.train_time is not None:
+            num = num + sigma * sigma * np.exp(-2.0 * self.lr * self.train_time * h)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frac = np.where(h > 0, num / np.where(h > 0, h, 1.0), 1.0)
+        return frac / alpha
+
     @property
     def is_exact_gaussian_score(self) -> bool:
         """True when the gains are those of the score of N(m, U diag(l) U^T) noised (no ridge/flow)."""
@@ -199,6 +214,17 @@ class AffineModel(ScoreModel):
         else:
             A, c = self.score_affine(t)
             out = pts @ A.T + c
+        return out[0] if single else out
+
+    def x0(self, x, t) -> np.ndarray:
+        if self.spectral is None:
+            return super().x0(x, t)
+        pts, single = as_points(x, self.dim)
+        t_, a, s = self._time(t)
+        sp = self.spectral
+        self._checked_gains(t_, a, s)
+        k = sp.x0_gains(t_, a, s)
+        out = sp.mean + (((pts - a * sp.mean) @ sp.basis) * k) @ sp.basis.T
         return out[0] if single else out
 
     def eps(self, x, t) -> np.ndarray:

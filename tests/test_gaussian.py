@@ -174,3 +174,20 @@ def test_against_torch_and_pot_when_installed(rng):
         checked += 1
     if not checked:
         pytest.skip("neither torch nor POT is installed; mpmath references cover these formulas")
+
+
+def test_kl_of_nearly_equal_gaussians_has_no_cancellation(rng):
+    """r - 1 - log r cancels catastrophically for r ~ 1; compare with a 50-digit reference."""
+    d = 4
+    S = random_spd(rng, d, cond=10)
+    bump = 1e-7 * np.diag(rng.uniform(0.5, 1.5, d))
+    p, q = ld.Gaussian(np.zeros(d), S + bump), ld.Gaussian(np.zeros(d), S)
+    ref = kl_mpmath(np.zeros(d), S + bump, np.zeros(d), S, dps=60)
+    assert ld.kl(p, q) == pytest.approx(ref, rel=1e-6)  # eigh of the whitened matrix limits it to ~1e-9 abs in r
+    lam = rng.uniform(0.5, 2, d)
+    ps = ld.Gaussian.from_spectrum(lam * (1 + 1e-9))
+    qs = ld.Gaussian.from_spectrum(lam, basis=ps.eigenvectors)
+    with mp.workdps(50):
+        exact = sum(0.5 * ((mp.mpf(1) + mp.mpf("1e-9")) - 1 - mp.log(mp.mpf(1) + mp.mpf("1e-9"))) for _ in range(d))
+    # the perturbation 1e-9 itself is rounded in float64 (relative 1e-7), hence rel=1e-6
+    assert ld.kl(ps, qs) == pytest.approx(float(exact), rel=1e-6)
