@@ -10,7 +10,9 @@ Conventions: ``x_t = alpha(t) x0 + sigma(t) eps``; points are rows; float64; eve
 takes ``rng``; ``kl(p, q)`` is KL(p || q); ``w2`` is the distance, not its square.
 """
 
-from . import mc, spectra
+from . import ensembles, mc, spectra, transition
+from .ensembles import expected_kl, expected_kl_series
+from .transition import transition_sweep, transition_table
 from .gaussian import Gaussian, Infinite, hellinger, kl, w2
 from .losses import dsm_loss, generalisation_gap, irreducible_loss, score_matching_loss
 from .processes import DDPM, OU, VP, Process
@@ -49,6 +51,13 @@ __all__ = [
     "build_sampler",
     "sampling_law",
     "sampler_table",
+    # ensembles and the transition
+    "expected_kl",
+    "expected_kl_series",
+    "transition_sweep",
+    "transition_table",
+    "ensembles",
+    "transition",
     # tables
     "Table",
     "Column",

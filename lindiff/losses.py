@@ -45,6 +45,16 @@ def _times(model, t) -> tuple[np.ndarray, bool]:
     return np.atleast_1d(arr), arr.ndim == 0
 
 
+def _gains(model: AffineModel, times, alpha, sigma) -> np.ndarray:
+    """Score gains at all times at once, shape (len(times), d); raises where the score is undefined."""
+    gains = model.spectral.gains(times, alpha, sigma)
+    bad = ~np.all(np.isfinite(gains), axis=1)
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        model._checked_gains(float(times[i]), float(alpha[i]), float(sigma[i]))
+    return gains
+
+
 def _projected_moments(model: AffineModel, g: Gaussian) -> tuple[np.ndarray, np.ndarray]:
     """diag(U^T C U) and U^T (m - m_model) for the model's eigenbasis U (O(d^2) if bases are shared)."""
     sp = model.spectral
@@ -82,7 +92,7 @@ def dsm_loss(model: AffineModel, data, t) -> float | np.ndarray:
     sigma = np.asarray(model.process.sigma(times), float)
     if model.spectral is not None:
         cdiag, dmean = _projected_moments(model, g)
-        gains = np.stack([model._checked_gains(float(tt), a, s) for tt, a, s in zip(times, alpha, sigma)])
+        gains = _gains(model, times, alpha, sigma)
         w = sigma[:, None] * gains  # eigenvalues of W_t
         out = (np.sum((1 - sigma[:, None] * w) ** 2, axis=1)
                + alpha**2 * np.sum(w**2 * (cdiag + dmean**2), axis=1))
@@ -172,7 +182,7 @@ def generalisation_gap(model: AffineModel, X, p0: Gaussian, t) -> float | np.nda
     if model.spectral is not None:
         c_test, d_test = _projected_moments(model, test)
         c_train, d_train = _projected_moments(model, train)
-        gains = np.stack([model._checked_gains(float(tt), a, s) for tt, a, s in zip(times, alpha, sigma)])
+        gains = _gains(model, times, alpha, sigma)
         w2 = (sigma[:, None] * gains) ** 2
         out = alpha**2 * np.sum(w2 * ((c_test - c_train) + (d_test**2 - d_train**2)), axis=1)
     else:

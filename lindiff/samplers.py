@@ -205,7 +205,7 @@ def _ddim_step(process, t, t_next, eta) -> Step:
     ratio = np.sqrt(abar_next / abar)
     # x' = sqrt(abar'/abar) (x + sigma^2 score) - sqrt(1 - abar' - nu^2) sigma score + nu z
     c = ratio * sig * sig - np.sqrt(max(rest, 0.0)) * sig
-    return Step(t, t_next, (Stage(t, (1.0,)),), (float(ratio), float(c)), float(nu))
+    return Step(t, t_next, (Stage(t, (1.0,)),), (float(ratio), float(c)), float(nu) + 0.0)
 
 
 def _continuous_step(process, name, t, t_next, heun_at_zero) -> Step:

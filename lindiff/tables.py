@@ -23,7 +23,7 @@ class Column:
     name: str
     unit: str = ""
     note: str = ""  # which formula / estimate the column holds
-    fmt: str = ".6g"
+    fmt: str = ".4g"
 
 
 def _fmt_value(value: Any, fmt: str) -> str:
@@ -167,7 +167,7 @@ class Table:
                 else:
                     cells.append(_csv_value(v))
             writer.writerow(cells)
-        return buf.getvalue()
+        return buf.getvalue().rstrip("\n")
 
     def _render_json(self) -> str:
         payload = {

@@ -1,0 +1,173 @@
+r"""Expectations over training sets: exact Wishart moments, Monte Carlo over sets, and the
+proportional (Marchenko–Pastur) limit.
+
+Setting: N training points drawn i.i.d. from :math:`\mathcal N(\mu, \Sigma)` in d dimensions; the fitted
+Gaussian :math:`\mathcal N(\hat\mu, \hat\Sigma)` has the 1/N covariance.  With the mean estimated
+:math:`N\hat\Sigma \sim W_d(N-1, \Sigma)`; with the mean known (:math:`\hat\mu = \mu`)
+:math:`N\hat\Sigma \sim W_d(N, \Sigma)`.  In both cases :math:`A = \Sigma^{-1/2}\hat\Sigma\Sigma^{-1/2} = W/N`,
+:math:`W \sim W_d(n, I)`, does not depend on Σ, so every expected KL below is distribution-free
+(Merger & Goldt 2025: "independent of the specifics of the data distribution").
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from scipy.special import digamma
+
+from ._progress import Progress
+from ._validation import as_positive_int
+from .gaussian import Gaussian, Infinite
+
+__all__ = ["expected_kl", "expected_kl_series", "expected_log_det", "monte_carlo_over_training_sets",
+           "spawn_seeds"]
+
+DIRECTIONS = ("model_to_data", "data_to_model")
+MEANS = ("estimated", "known")
+
+
+def _check(d, N, direction, mean) -> tuple[int, int, int]:
+    d = as_positive_int(d, "d")
+    N = as_positive_int(N, "N")
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    if mean not in MEANS:
+        raise ValueError(f"mean must be one of {MEANS}, got {mean!r}")
+    n = N - 1 if mean == "estimated" else N
+    return d, N, n
+
+
+def expected_log_det(d: int, n: int, N: int) -> float:
+    r""":math:`\mathbb E\log\det(W/N)` for :math:`W\sim W_d(n, I)`:
+    :math:`\sum_{i=1}^d \psi\big(\tfrac{n-i+1}{2}\big) + d\log(2/N)` (``-inf`` when n < d)."""
+    if n < d:
+        return -math.inf
+    i = np.arange(1, d + 1)
+    return float(np.sum(digamma((n - i + 1) / 2.0)) + d * math.log(2.0 / N))
+
+
+def expected_kl(d: int, N: int, direction: str = "model_to_data", mean: str = "estimated") -> float:
+    r"""Exact expectation over training sets of the KL between the data and the fitted Gaussian.
+
+    ``direction="model_to_data"``: :math:`\mathbb E\,\mathrm{KL}(\mathcal N(\hat\mu,\hat\Sigma)\|\mathcal N(\mu,\Sigma))
+    = \tfrac12[\tfrac{nd}{N} - d + \tfrac{d}{N}[\text{est.}] - \mathbb E\log\det A]`, finite for n >= d.
+
+    ``direction="data_to_model"``: :math:`\mathbb E\,\mathrm{KL}(\mathcal N(\mu,\Sigma)\|\mathcal N(\hat\mu,\hat\Sigma))
+    = \tfrac12[\tfrac{Nd}{n-d-1} - d + \tfrac{d}{n-d-1}[\text{est.}] + \mathbb E\log\det A]`, finite for
+    n > d + 1 (:math:`\mathbb E A^{-1} = N I/(n-d-1)`, inverse-Wishart mean; :math:`\hat\mu\perp\hat\Sigma`).
+
+    Here n = N - 1 (``mean="estimated"``) or N (``"known"``) and
+    :math:`\mathbb E\log\det A = \sum_{i\le d}\psi(\tfrac{n-i+1}{2}) + d\log\tfrac2N`.  Where the
+    expectation is infinite an :class:`~lindiff.Infinite` says why.  Both directions approach
+    ``d(d+3)/(4N)`` (estimated mean) or ``d(d+1)/(4N)`` (known mean); see :func:`expected_kl_series`.
+
+    Examples
+    --------
+    >>> round(expected_kl(20, 60), 4)
+    2.1987
+    >>> expected_kl(20, 21, "data_to_model")
+    Infinite('E KL(data || model) is infinite for N <= d + 2 = 22 (mean estimated): E tr(A^{-1}) diverges')
+    """
+    d, N, n = _check(d, N, direction, mean)
+    est = mean == "estimated"
+    label = "estimated" if est else "known"
+    if direction == "model_to_data":
+        if n < d:
+            need = d + 1 if est else d
+            return Infinite(f"the fitted covariance is singular for N < {need} (mean {label}): KL(model || data) = inf")
+        value = 0.5 * (n * d / N - d + (d / N if est else 0.0) - expected_log_det(d, n, N))
+    else:
+        if n <= d + 1:
+            need = d + 2 if est else d + 1
+            return Infinite(f"E KL(data || model) is infinite for N <= d + {need - d} = {need} (mean {label}): "
+                            "E tr(A^{-1}) diverges")
+        value = 0.5 * (N * d / (n - d - 1) - d + (d / (n - d - 1) if est else 0.0) + expected_log_det(d, n, N))
+    return float(value)
+
+
+# Coefficients of 1/N and 1/N^2 in the large-N expansion, derived in derivations/wishart.py.
+_SERIES = {
+    ("model_to_data", "estimated"): (lambda d: d * (d + 3) / 4, lambda d: d * (2 * d * d + 9 * d + 11) / 24),
+    ("data_to_model", "estimated"): (lambda d: d * (d + 3) / 4, lambda d: d * (10 * d * d + 51 * d + 61) / 24),
+    ("model_to_data", "known"): (lambda d: d * (d + 1) / 4, lambda d: d * (2 * d * d + 3 * d - 1) / 24),
+    ("data_to_model", "known"): (lambda d: d * (d + 1) / 4, lambda d: d * (10 * d * d + 21 * d + 13) / 24),
+}
+
+
+def expected_kl_series(d: int, N: int, direction: str = "model_to_data", mean: str = "estimated",
+                       order: int = 1) -> float:
+    r"""Large-N expansion of :func:`expected_kl`: ``c1/N`` (``order=1``) or ``c1/N + c2/N^2`` (``order=2``).
+
+    ``c1 = d(d+3)/4`` with the mean estimated and ``d(d+1)/4`` with it known (both directions): per
+    dimension this is the ``d/(4N)`` law of Merger & Goldt at large d.  ``c2`` differs by direction:
+    model-to-data ``d(2d^2+9d+11)/24`` (est.) / ``d(2d^2+3d-1)/24`` (known); data-to-model
+    ``d(10d^2+51d+61)/24`` / ``d(10d^2+21d+13)/24`` (``derivations/wishart.py``).
+    """
+    d, N, _ = _check(d, N, direction, mean)
+    if order not in (1, 2):
+        raise ValueError(f"order must be 1 or 2, got {order!r}")
+    c1, c2 = _SERIES[(direction, mean)]
+    return c1(d) / N + (c2(d) / N**2 if order == 2 else 0.0)
+
+
+# ------------------------------------------------------------------------------------------------
+def spawn_seeds(seed, count: int) -> list[np.random.SeedSequence]:
+    """Independent child seeds, one per task, so results do not depend on the executor."""
+    root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    return root.spawn(count)
+
+
+@dataclass(frozen=True)
+class _Task:
+    fn: Callable[..., dict]
+    args: tuple
+    seed: np.random.SeedSequence
+
+    def __call__(self) -> dict:
+        return self.fn(*self.args, rng=np.random.default_rng(self.seed))
+
+
+def monte_carlo_over_training_sets(fn: Callable[..., dict], tasks: Sequence[tuple], repeats: int, seed=None,
+                                   executor: Executor | None = None, progress: bool | None = None,
+                                   label: str = "training sets") -> list[list[dict]]:
+    """Run ``fn(*args, rng=Generator)`` ``repeats`` times for each ``args`` in ``tasks``.
+
+    Each (task, repeat) gets its own child ``SeedSequence`` spawned from ``seed`` in a fixed order, so
+    the results are identical whatever the executor (in-process, threads, processes, dask or ray's
+    ``concurrent.futures`` adapters).  ``fn`` must be picklable for process-based executors.
+    Returns ``results[i][r]``, the dict returned for task i, repeat r.
+    """
+    repeats = as_positive_int(repeats, "repeats")
+    seeds = spawn_seeds(seed, len(tasks) * repeats)
+    jobs = [_Task(fn, tuple(args), seeds[i * repeats + r]) for i, args in enumerate(tasks) for r in range(repeats)]
+    out: list[Any] = [None] * len(jobs)
+    with Progress(len(jobs), label, progress) as bar:
+        if executor is None:
+            for k, job in enumerate(jobs):
+                out[k] = job()
+                bar.update()
+        else:
+            futures = {executor.submit(job): k for k, job in enumerate(jobs)}
+            from concurrent.futures import as_completed
+
+            for fut in as_completed(futures):
+                out[futures[fut]] = fut.result()
+                bar.update()
+    return [out[i * repeats : (i + 1) * repeats] for i in range(len(tasks))]
+
+
+def fitted_gaussian_kl(p0: Gaussian, N: int, mean: str = "estimated", *, rng: np.random.Generator) -> dict:
+    """One training set: KL between the data and the fitted Gaussian in both directions."""
+    X = p0.sample(N, rng)
+    if mean == "estimated":
+        fitted = Gaussian.fit(X)
+    else:
+        centred = X - p0.mean
+        fitted = Gaussian(p0.mean, centred.T @ centred / N)
+    from .gaussian import kl
+
+    return {"model_to_data": kl(fitted, p0), "data_to_model": kl(p0, fitted)}

@@ -1,0 +1,59 @@
+"""Figures (matplotlib, optional extra ``lindiff[plot]``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["plot_transition"]
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - exercised only without matplotlib
+        raise ImportError("plots need matplotlib: pip install 'lindiff[plot]'") from exc
+    return plt
+
+
+def _mean_err(values):
+    m = np.array([v[0] if isinstance(v, tuple) else float(v) for v in values])
+    e = np.array([v[1] if isinstance(v, tuple) else 0.0 for v in values])
+    m = np.where(np.isfinite(m), m, np.nan)
+    return m, e
+
+
+def plot_transition(result, path: str) -> str:
+    """KL per dimension (exact and Monte Carlo) and train/test losses against N/d; writes ``path``."""
+    plt = _pyplot()
+    x = np.asarray(result.ratios)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for key, direction, colour, label in (("fit_m2d", "model_to_data", "C0", "KL(fit || data)"),
+                                          ("fit_d2m", "data_to_model", "C1", "KL(data || fit)")):
+        exact = np.array([v if math.isfinite(v) else np.nan for v in result.exact(direction)])
+        ax1.plot(x, exact, "-", color=colour, label=f"E {label} (exact)")
+        m, e = _mean_err(result.summary(key))
+        ax1.errorbar(x, m, yerr=e, fmt="o", color=colour, ms=4, label=f"{label} (Monte Carlo)")
+    for key, colour, label in (("law_m2d", "C2", "KL(sampler law || data)"), ("law_d2m", "C3", "KL(data || sampler law)")):
+        m, e = _mean_err(result.summary(key))
+        ax1.errorbar(x, m, yerr=e, fmt="s--", color=colour, ms=4, label=label)
+    ax1.plot(x, 1 / (4 * x * result.d) * result.d, "k:", label="d/(4N)")
+    ax1.axvline(1.0, color="grey", lw=0.8)
+    ax1.set(xscale="log", yscale="log", xlabel="N / d", ylabel="KL per dimension (nats)",
+            title=f"d = {result.d}, {result.repeats} training sets per N")
+    ax1.legend(fontsize=7)
+    for key, colour in (("train", "C0"), ("test", "C1"), ("gap", "C3")):
+        m, e = _mean_err(result.summary(key))
+        ax2.errorbar(x, m, yerr=e, fmt="o-", color=colour, ms=4, label=f"{key} loss" if key != "gap" else "gap")
+    ax2.axvline(1.0, color="grey", lw=0.8)
+    ax2.set(xscale="log", yscale="log", xlabel="N / d", ylabel="DSM loss per dimension (time-averaged)",
+            title="training vs test loss")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

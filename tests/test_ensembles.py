@@ -1,0 +1,101 @@
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import lindiff as ld
+from lindiff import ensembles as ens
+from lindiff.ensembles import expected_kl, expected_kl_series
+
+
+def _mc_kl(d, N, mean, repeats, seed, spectrum=None):
+    p0 = ld.Gaussian.from_spectrum(np.ones(d) if spectrum is None else spectrum)
+    runs = ens.monte_carlo_over_training_sets(ens.fitted_gaussian_kl, [(p0, N)], repeats, seed)[0]
+    return {k: np.array([r[k] for r in runs]) for k in ("model_to_data", "data_to_model")}
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.9, 1.1, 2.0, 10.0])
+@pytest.mark.parametrize("mean", ["estimated", "known"])
+def test_expected_kl_matches_monte_carlo_over_training_sets(ratio, mean):
+    d = 12
+    N = int(round(ratio * d))
+    p0 = ld.Gaussian.from_spectrum(np.ones(d))
+    runs = ens.monte_carlo_over_training_sets(ens.fitted_gaussian_kl, [(p0, N, mean)], 400, seed=int(ratio * 100))[0]
+    for direction in ("model_to_data", "data_to_model"):
+        exact = expected_kl(d, N, direction, mean)
+        values = np.array([r[direction] for r in runs])
+        if math.isinf(exact):
+            assert isinstance(exact, ld.Infinite) and exact.reason
+            # infinite because singular (always inf) or because of a divergent tail (finite draws)
+            if direction == "model_to_data":
+                assert np.all(np.isinf(values))
+            continue
+        # data_to_model needs n > d + 3 for a finite variance; otherwise the z-test is not valid
+        n = N - 1 if mean == "estimated" else N
+        if direction == "data_to_model" and n <= d + 3:
+            continue
+        se = values.std(ddof=1) / np.sqrt(values.size)
+        assert abs(values.mean() - exact) / se < 4.0, (direction, values.mean(), exact, se)
+
+
+def test_expected_kl_is_distribution_free():
+    d, N = 6, 30
+    rng = np.random.default_rng(0)
+    spec = np.array([50.0, 3.0, 1.0, 0.2, 1e-3, 1e-5])
+    a = _mc_kl(d, N, "estimated", 2000, 1)
+    b = _mc_kl(d, N, "estimated", 2000, 1, spectrum=spec)
+    # the same seeds give the same whitened Wishart draws: identical up to round-off
+    np.testing.assert_allclose(a["model_to_data"], b["model_to_data"], rtol=1e-6)
+    exact = expected_kl(d, N)
+    se = a["model_to_data"].std(ddof=1) / np.sqrt(2000)
+    assert abs(a["model_to_data"].mean() - exact) < 4 * se
+    del rng
+
+
+@pytest.mark.parametrize("direction", ["model_to_data", "data_to_model"])
+@pytest.mark.parametrize("mean", ["estimated", "known"])
+def test_series_approaches_the_exact_value_with_the_right_order(direction, mean):
+    d = 10
+    Ns = np.array([400, 800, 1600, 3200, 6400])
+    exact = np.array([expected_kl(d, N, direction, mean) for N in Ns])
+    first = np.array([expected_kl_series(d, N, direction, mean, order=1) for N in Ns])
+    second = np.array([expected_kl_series(d, N, direction, mean, order=2) for N in Ns])
+    # error of the leading term ~ c2/N^2 (slope -2), of the two-term series ~ 1/N^3 (slope -3)
+    s1 = np.polyfit(np.log(Ns), np.log(np.abs(exact - first)), 1)[0]
+    s2 = np.polyfit(np.log(Ns), np.log(np.abs(exact - second)), 1)[0]
+    assert s1 == pytest.approx(-2, abs=0.05)
+    assert s2 == pytest.approx(-3, abs=0.1)
+    # per dimension the leading term is the d/(4N) law at large d
+    assert expected_kl_series(1000, 10**6, direction, mean) / 1000 == pytest.approx(1000 / (4 * 10**6), rel=0.01)
+
+
+def test_expected_kl_input_errors():
+    with pytest.raises(ValueError, match="direction"):
+        expected_kl(3, 10, "forward")
+    with pytest.raises(ValueError, match="mean"):
+        expected_kl(3, 10, mean="none")
+    with pytest.raises(ValueError, match="N must be an integer"):
+        expected_kl(3, 0)
+    with pytest.raises(ValueError, match="order"):
+        expected_kl_series(3, 10, order=3)
+
+
+def test_monte_carlo_is_reproducible_whatever_the_executor():
+    p0 = ld.Gaussian.from_spectrum(ld.spectra.power_law(5))
+    tasks = [(p0, 8), (p0, 20)]
+    serial = ens.monte_carlo_over_training_sets(ens.fitted_gaussian_kl, tasks, 6, seed=42)
+    with ThreadPoolExecutor(3) as ex:
+        threaded = ens.monte_carlo_over_training_sets(ens.fitted_gaussian_kl, tasks, 6, seed=42, executor=ex)
+    assert serial == threaded
+
+
+def test_transition_sweep_shows_the_transition():
+    res = ld.transition.transition_sweep(d=24, ratios=(0.9, 1.1, 4.0), repeats=4, seed=1, progress=False)
+    law_d2m = [v[0] for v in res.summary("law_d2m")]
+    assert law_d2m[0] / law_d2m[1] > 10  # orders of magnitude across N = d
+    gap = [v[0] for v in res.summary("gap")]
+    assert gap[0] > 5 * gap[1] > 5 * gap[2]
+    # the exact expectation of the fitted-Gaussian KL lies within the Monte Carlo error at N = 4d
+    m, se = res.summary("fit_m2d")[2]
+    assert abs(m - res.exact("model_to_data")[2]) < 5 * se + 1e-12
