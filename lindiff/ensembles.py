@@ -104,7 +104,8 @@ def expected_kl(d: int, N: int, direction: str = "model_to_data", mean: str = "e
         if n < d:
             need = d + 1 if est else d
             return Infinite(f"the fitted covariance is singular for N < {need} (mean {label}): KL(model || data) = inf")
-        value = 0.5 * (n * d / N - d + (d / N if est else 0.0) - expected_log_det(d, n, N))
+        # n d / N - d + d/N [est.] is exactly 0 for both mean conventions
+        value = -0.5 * expected_log_det(d, n, N)
     else:
         if n <= d + 1:
             need = d + 2 if est else d + 1
