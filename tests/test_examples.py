@@ -1,0 +1,22 @@
+"""Smoke test: every example script runs with --small, prints a table and writes its figure."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = sorted(p for p in (Path(__file__).resolve().parents[1] / "examples").glob("*.py") if not p.name.startswith("_"))
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.stem)
+def test_example_runs(script, tmp_path):
+    proc = subprocess.run([sys.executable, str(script), "--small", "--out", str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, cwd=script.parent)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "--" in proc.stdout  # a rendered table
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert list(tmp_path.glob("*.png")), "no figure written"
