@@ -10,8 +10,9 @@ Conventions: ``x_t = alpha(t) x0 + sigma(t) eps``; points are rows; float64; eve
 takes ``rng``; ``kl(p, q)`` is KL(p || q); ``w2`` is the distance, not its square.
 """
 
-from . import ensembles, mc, spectra, transition
+from . import ensembles, mc, memorisation, regularisation, rmt, sgd, spectra, stability, transition
 from .ensembles import expected_kl, expected_kl_series
+from .stability import score_stability, stability_draws
 from .transition import transition_sweep, transition_table
 from .gaussian import Gaussian, Infinite, hellinger, kl, w2
 from .losses import dsm_loss, generalisation_gap, irreducible_loss, score_matching_loss
@@ -56,8 +57,15 @@ __all__ = [
     "expected_kl_series",
     "transition_sweep",
     "transition_table",
+    "score_stability",
+    "stability_draws",
     "ensembles",
     "transition",
+    "memorisation",
+    "regularisation",
+    "rmt",
+    "sgd",
+    "stability",
     # tables
     "Table",
     "Column",

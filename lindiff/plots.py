@@ -57,3 +57,31 @@ def plot_transition(result, path: str) -> str:
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
+
+
+def plot_stability(per_time, integrated, path: str) -> str:
+    """Exact gap vs bound against t (per N) and the integrated gap against eps; writes ``path``."""
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    by_n: dict = {}
+    for row in per_time.rows:
+        by_n.setdefault(row[0], []).append(row)
+    for k, (N, rows) in enumerate(sorted(by_n.items())):
+        t = [r[1] for r in rows]
+        ax1.errorbar(t, [r[2][0] for r in rows], yerr=[r[2][1] for r in rows], fmt="o-", color=f"C{k}", label=f"exact gap, N={N}")
+        ax1.plot(t, [r[8] for r in rows], "s--", color=f"C{k}", label=f"bound, N={N}")
+    ax1.set(xscale="log", yscale="log", xlabel="t", ylabel="E gap (score units)", title="generalisation gap vs stability bound")
+    ax1.legend(fontsize=7)
+    by_n = {}
+    for row in integrated.rows:
+        by_n.setdefault(row[0], []).append(row)
+    for k, (N, rows) in enumerate(sorted(by_n.items())):
+        e = [r[1] for r in rows]
+        ax2.errorbar(e, [r[2][0] for r in rows], yerr=[r[2][1] for r in rows], fmt="o-", color=f"C{k}", label=f"N={N}")
+    ax2.set(xscale="log", yscale="log", xlabel="eps (forward-process early stopping)", ylabel="integrated gap",
+            title="denoising regularisation")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

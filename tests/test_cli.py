@@ -70,3 +70,14 @@ def test_bad_arguments_exit_with_a_message(capsys):
 def test_python_dash_m_help():
     out = subprocess.run([sys.executable, "-m", "lindiff", "--help"], capture_output=True, text=True, check=True).stdout
     assert "transition" in out and "derive" in out
+
+
+def test_stability_command(capsys, tmp_path):
+    args = ["stability", "--d", "3", "--Ns", "3,12", "--times", "0.1,1", "--eps", "0.01,0.1", "--repeats", "4",
+            "--draws", "2", "--no-progress", "--format", "json"]
+    pytest.importorskip("matplotlib")
+    assert main(args + ["--plot", str(tmp_path / "s.png")]) == 0
+    out = capsys.readouterr().out
+    tables = [json.loads(chunk) for chunk in out.strip().split("\n\n")]
+    assert len(tables) == 3 and all(t["rows"] for t in tables)
+    assert (tmp_path / "s.png").exists()
