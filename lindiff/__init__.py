@@ -16,7 +16,7 @@ from .stability import score_stability, stability_draws
 from .transition import transition_sweep, transition_table
 from .gaussian import Gaussian, Infinite, hellinger, kl, w2
 from .losses import dsm_loss, generalisation_gap, irreducible_loss, score_matching_loss
-from .processes import DDPM, OU, VP, Process
+from .processes import DDPM, OU, VP, Process, SigmaVP
 from .samplers import SAMPLERS, build_sampler, sampler_table, sampling_law
 from .scores import AffineModel, EmpiricalScore, GaussianScore, LinearDenoiser, ScoreModel, SpectralForm
 from .tables import Column, Table
@@ -35,6 +35,7 @@ __all__ = [
     "DDPM",
     "VP",
     "OU",
+    "SigmaVP",
     # score models
     "ScoreModel",
     "AffineModel",

@@ -110,12 +110,14 @@ def sample(model: ScoreModel, process: Process, sampler: str, n: int, rng: RNGLi
                 x = _integrate_ode(model, prog, x, rtol)
                 bar.update(1)
             else:
+                prev = x
                 for st in prog.steps:
-                    regs = [x]
+                    regs = [x, prev]
                     for stage in st.stages:
-                        y = sum(c * r for c, r in zip(stage.inputs, regs))
+                        y = sum(c * r for c, r in zip(stage.inputs, regs) if c != 0)
                         regs.append(np.atleast_2d(model.score(y, stage.t)))
-                    x = sum(c * r for c, r in zip(st.out, regs))
+                    prev = x
+                    x = sum(c * r for c, r in zip(st.out, regs) if c != 0)
                     if st.noise:
                         x = x + st.noise * gen.standard_normal(x.shape)
                     bar.update(1)
@@ -156,7 +158,8 @@ def moment_z_scores(samples: np.ndarray, law: Gaussian) -> np.ndarray:
     Y = (X - law.mean) @ U
     mean = Y.mean(axis=0)
     cov = np.cov(Y, rowvar=False, ddof=1).reshape(law.dim, law.dim)
-    scale = max(float(lam.max(initial=0.0)), 1e-300)
+    # directions of zero variance must agree to 1e-9 relative to the law's own magnitude
+    scale = max(float(lam.max(initial=0.0)), float(law.mean @ law.mean), 1.0)
     mean_sd = np.sqrt(lam / n)
     outer = np.outer(lam, lam)
     cov_sd = np.sqrt((outer + np.diag(lam**2)) / (n - 1))

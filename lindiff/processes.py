@@ -19,7 +19,7 @@ import numpy as np
 from ._validation import as_finite_array, as_positive_float, as_positive_int
 from .gaussian import Gaussian
 
-__all__ = ["Process", "DDPM", "VP", "OU"]
+__all__ = ["Process", "DDPM", "VP", "OU", "SigmaVP"]
 
 
 @runtime_checkable
@@ -235,3 +235,63 @@ def OU(T: float = 10.0) -> VP:
     True
     """
     return VP(2.0, 2.0, T)
+
+
+@dataclass(frozen=True, eq=False)
+class SigmaVP:
+    r"""The variance-preserving process indexed by its VE noise level :math:`t = \sigma_{VE} = \sigma/\alpha`.
+
+    :math:`\alpha(t) = (1 + t^2)^{-1/2}`, :math:`\sigma(t) = t (1 + t^2)^{-1/2}`, i.e. ``B(t) = log(1 + t^2)``
+    and ``beta(t) = 2t/(1 + t^2)``.  This is the time axis of Karras et al. (2022), k-diffusion and the
+    diffusers Euler / DPM-Solver schedulers (``scheduler.sigmas``); every continuous sampler runs on it.
+
+    >>> p = SigmaVP(80.0)
+    >>> round(float(p.alpha(1.0) ** 2), 6), round(float(p.sigma(1.0) ** 2), 6)
+    (0.5, 0.5)
+    """
+
+    sigma_max: float = 80.0
+
+    discrete = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sigma_max", as_positive_float(self.sigma_max, "sigma_max"))
+
+    @property
+    def T(self) -> float:  # type: ignore[override]
+        return self.sigma_max
+
+    def check_time(self, t, name: str = "t", allow_zero: bool = True) -> np.ndarray:
+        arr = as_finite_array(t, name)
+        if np.any(arr < 0) or np.any(arr > self.sigma_max * (1 + 1e-12)) or (not allow_zero and np.any(arr == 0)):
+            raise ValueError(f"{name} must be a noise level in [0, {self.sigma_max:g}] for this process, got {t!r}")
+        return np.minimum(arr, self.sigma_max)
+
+    def B(self, t):
+        return np.log1p(self.check_time(t) ** 2)
+
+    def beta(self, t):
+        t = self.check_time(t)
+        return 2 * t / (1 + t * t)
+
+    def drift(self, t):
+        return -0.5 * self.beta(t)
+
+    def diffusion2(self, t):
+        return self.beta(t)
+
+    def log_alpha2(self, t):
+        return -self.B(t)
+
+    def alpha(self, t):
+        return 1.0 / np.sqrt(1.0 + self.check_time(t) ** 2)
+
+    def sigma(self, t):
+        t = self.check_time(t)
+        return t / np.sqrt(1.0 + t * t)
+
+    def marginal(self, p0: Gaussian, t) -> Gaussian:
+        return _marginal(self, p0, t)
+
+    def __repr__(self) -> str:
+        return f"SigmaVP(sigma_max={self.sigma_max:g})"

@@ -7,7 +7,8 @@ at one or more *stages* and combines the results linearly, then adds isotropic G
     s_j = \text{score}\Big(c_{j0} x + \sum_{i<j} c_{ji} s_i,\; t_j\Big),\qquad
     x_{next} = o_0 x + \sum_j o_j s_j + \nu z,\quad z\sim\mathcal N(0, I).
 
-The same coefficients serve two interpreters: :func:`lindiff.mc.sample` runs them on points for any
+Registers are ``[x, x_prev, s_1, ..., s_m]``: ``x_prev`` is the previous step's input point (used by
+multistep solvers; its coefficients are 0 otherwise).  The same coefficients serve two interpreters: :func:`lindiff.mc.sample` runs them on points for any
 score model, and :func:`sampling_law` propagates them exactly for an affine score
 ``score(x, t) = A_t x + c_t``: each step becomes ``x <- M x + m + N(0, nu^2 I)``, so
 ``mean <- M mean + m`` and ``cov <- M cov M^T + nu^2 I``.
@@ -41,6 +42,22 @@ Samplers (``sampler=``)
     Heun's second-order method on the same ODE (Karras et al. 2022, Alg. 1).  A step that ends at a
     time with ``sigma = 0`` uses Euler (as Karras et al., k-diffusion and diffusers do), because the
     score is generally undefined there; ``heun_at_zero=True`` forces the corrector.
+``"euler_ve"``
+    Euler on the probability-flow ODE in the variance-exploding state ``x/alpha`` and noise level
+    ``sigma_ve = sigma/alpha`` (Karras et al. 2022, Alg. 1 without churn; diffusers ``EulerDiscreteScheduler``):
+    ``x'/alpha' = x/alpha + (sigma_ve' - sigma_ve) eps_hat(x, t)``.
+``"euler_ancestral"``
+    k-diffusion / diffusers ``EulerAncestralDiscreteScheduler``: with ``sigma_up = sqrt(s'^2 (s^2 - s'^2)/s^2)``,
+    ``sigma_down = sqrt(s'^2 - sigma_up^2)`` (``s = sigma_ve``),
+    ``x'/alpha' = x/alpha + (sigma_down - s) eps_hat + sigma_up z``.
+``"dpmpp_2m"``
+    DPM-Solver++(2M) (Lu et al. 2022; diffusers ``DPMSolverMultistepScheduler`` defaults: dpmsolver++,
+    midpoint): with data predictions ``D_i = (x_i + sigma_i^2 score_i)/alpha_i``, ``h = lambda' - lambda``,
+    ``lambda = log(alpha/sigma)``, ``r = h_prev/h``:
+    ``x' = (sigma'/sigma) x - alpha' (e^{-h} - 1) (D_i + (D_i - D_{i-1})/(2r))``; the first step, and the
+    last one when it ends at ``sigma = 0`` or (``lower_order_final``) when there are fewer than 15 steps,
+    are first order (DDIM).  The update uses the previous step's point, so the exact law propagates
+    the augmented state ``(x_i, x_{i-1})``.
 ``"sde"`` / ``"ode"``
     The exact continuous-time reverse SDE / probability-flow ODE from ``T`` (or the first grid time) to
     ``t_min``.  For an exact Gaussian score (data ``N(m, S)``, per eigenvalue ``lambda_t = alpha_t^2 l +
@@ -73,15 +90,15 @@ from .tables import Column, Table
 
 __all__ = ["SAMPLERS", "Stage", "Step", "SamplerProgram", "build_sampler", "sampling_law", "sampler_table"]
 
-SAMPLERS = ("ddpm", "ddim", "euler_maruyama", "exponential_integrator", "euler", "heun", "sde", "ode")
-_STEPPED = SAMPLERS[:6]
+SAMPLERS = ("ddpm", "ddim", "euler_maruyama", "exponential_integrator", "euler", "heun", "euler_ve",
+            "euler_ancestral", "dpmpp_2m", "sde", "ode")
 _CONTINUOUS_ONLY = ("euler_maruyama", "exponential_integrator", "euler", "heun", "sde", "ode")
 SPACINGS = ("leading", "trailing", "linspace")
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One score evaluation: at time ``t``, on ``inputs[0] * x + sum_i inputs[i] * s_i``."""
+    """One score evaluation at time ``t`` on ``inputs . [x, x_prev, s_1, ..., s_{j-1}]``."""
 
     t: float
     inputs: tuple[float, ...]
@@ -89,7 +106,7 @@ class Stage:
 
 @dataclass(frozen=True)
 class Step:
-    """``x_next = out[0] x + sum_j out[j] s_j + noise * z`` after evaluating ``stages``."""
+    """``x_next = out . [x, x_prev, s_1, ..., s_m] + noise * z`` after evaluating ``stages``."""
 
     t: float
     t_next: float
@@ -115,6 +132,11 @@ class SamplerProgram:
     @property
     def t_end(self) -> float:
         return float(self.grid[-1])
+
+    @property
+    def uses_prev(self) -> bool:
+        """True for multistep solvers (some coefficient on ``x_prev`` is non-zero)."""
+        return any(st.out[1] != 0 or any(sg.inputs[1] != 0 for sg in st.stages) for st in self.steps)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -191,7 +213,7 @@ def _ddpm_step(process, t, t_next, last, variance, final_noise) -> Step:
     noise = 0.0 if (last and not final_noise) else float(np.sqrt(var))
     scale = 1.0 / np.sqrt(alpha_cur)
     # eps form: x' = (x - beta/sqrt(1-abar) eps) / sqrt(alpha_cur); eps = -sqrt(1-abar) score
-    return Step(t, t_next, (Stage(t, (1.0,)),), (scale, scale * beta), noise)
+    return Step(t, t_next, (Stage(t, (1.0, 0.0)),), (scale, 0.0, scale * beta), noise)
 
 
 def _ddim_step(process, t, t_next, eta) -> Step:
@@ -205,35 +227,79 @@ def _ddim_step(process, t, t_next, eta) -> Step:
     ratio = np.sqrt(abar_next / abar)
     # x' = sqrt(abar'/abar) (x + sigma^2 score) - sqrt(1 - abar' - nu^2) sigma score + nu z
     c = ratio * sig * sig - np.sqrt(max(rest, 0.0)) * sig
-    return Step(t, t_next, (Stage(t, (1.0,)),), (float(ratio), float(c)), float(nu) + 0.0)
+    return Step(t, t_next, (Stage(t, (1.0, 0.0)),), (float(ratio), 0.0, float(c)), float(nu) + 0.0)
+
+
+def _one_stage(t, t_next, a, c, noise) -> Step:
+    return Step(t, t_next, (Stage(t, (1.0, 0.0)),), (float(a), 0.0, float(c)), float(noise))
 
 
 def _continuous_step(process, name, t, t_next, heun_at_zero) -> Step:
     h = t - t_next
     bk = float(process.beta(t))
     if name == "euler_maruyama":
-        return Step(t, t_next, (Stage(t, (1.0,)),), (1 + 0.5 * h * bk, h * bk), float(np.sqrt(h * bk)))
+        return _one_stage(t, t_next, 1 + 0.5 * h * bk, h * bk, np.sqrt(h * bk))
     if name == "exponential_integrator":
         dB = float(process.B(t) - process.B(t_next))
-        E = np.exp(0.5 * dB)
-        return Step(t, t_next, (Stage(t, (1.0,)),), (float(E), float(2 * np.expm1(0.5 * dB))), float(np.sqrt(np.expm1(dB))))
+        return _one_stage(t, t_next, np.exp(0.5 * dB), 2 * np.expm1(0.5 * dB), np.sqrt(np.expm1(dB)))
     if name == "euler":
-        return Step(t, t_next, (Stage(t, (1.0,)),), (1 + 0.5 * h * bk, 0.5 * h * bk), 0.0)
+        return _one_stage(t, t_next, 1 + 0.5 * h * bk, 0.5 * h * bk, 0.0)
     if name == "heun":
         if float(process.sigma(t_next)) == 0.0 and not heun_at_zero:
-            return Step(t, t_next, (Stage(t, (1.0,)),), (1 + 0.5 * h * bk, 0.5 * h * bk), 0.0)
+            return _one_stage(t, t_next, 1 + 0.5 * h * bk, 0.5 * h * bk, 0.0)
         bn = float(process.beta(t_next))
         # predictor x~ = x + h f(x, t_k), f = beta/2 (x + score); corrector averages f at both ends.
         px, ps = 1 + 0.5 * h * bk, 0.5 * h * bk
-        out = (1 + 0.25 * h * bk + 0.25 * h * bn * px, 0.25 * h * bk + 0.25 * h * bn * ps, 0.25 * h * bn)
-        return Step(t, t_next, (Stage(t, (1.0,)), Stage(t_next, (px, ps))), out, 0.0)
+        out = (1 + 0.25 * h * bk + 0.25 * h * bn * px, 0.0, 0.25 * h * bk + 0.25 * h * bn * ps, 0.25 * h * bn)
+        return Step(t, t_next, (Stage(t, (1.0, 0.0)), Stage(t_next, (px, 0.0, ps))), out, 0.0)
     raise AssertionError(name)  # pragma: no cover
+
+
+def _ve(process, t) -> tuple[float, float, float]:
+    """(alpha, sigma, sigma_ve = sigma/alpha) at t."""
+    a, s = float(process.alpha(t)), float(process.sigma(t))
+    return a, s, s / a
+
+
+def _euler_ve_step(process, t, t_next) -> Step:
+    # x'/a' = x/a + (s_ve' - s_ve) eps_hat, eps_hat = -sigma score
+    a, s, sv = _ve(process, t)
+    a2, _, sv2 = _ve(process, t_next)
+    return _one_stage(t, t_next, a2 / a, -a2 * (sv2 - sv) * s, 0.0)
+
+
+def _euler_ancestral_step(process, t, t_next, last, final_noise) -> Step:
+    a, s, sv = _ve(process, t)
+    a2, _, sv2 = _ve(process, t_next)
+    up = np.sqrt(sv2 * sv2 * (sv * sv - sv2 * sv2) / (sv * sv))
+    down = np.sqrt(max(sv2 * sv2 - up * up, 0.0))
+    noise = 0.0 if (last and sv2 == 0.0 and not final_noise) else a2 * up
+    return _one_stage(t, t_next, a2 / a, -a2 * (down - sv) * s, noise)
+
+
+def _dpmpp_2m_step(process, t_prev, t, t_next, order: int) -> Step:
+    a, s, sv = _ve(process, t)
+    a2, s2, sv2 = _ve(process, t_next)
+    # e^{-h} = sigma_ve'/sigma_ve (h = lambda' - lambda, lambda = -log sigma_ve); D_i = (x + s^2 score)/a
+    emh = sv2 / sv
+    c = -a2 * (emh - 1.0)  # coefficient on the data-prediction combination
+    ratio = s2 / s
+    if order == 1:
+        # x' = (s'/s) x + c D_i
+        return Step(t, t_next, (Stage(t, (1.0, 0.0)),), (ratio + c / a, 0.0, c * s * s / a), 0.0)
+    ap, sp_, svp = _ve(process, t_prev)
+    h = np.log(sv / sv2)
+    r = np.log(svp / sv) / h
+    k0, k1 = c * (1 + 0.5 / r), -c * 0.5 / r  # on D_i and D_{i-1}
+    out = (ratio + k0 / a, k1 / ap, k0 * s * s / a, k1 * sp_ * sp_ / ap)
+    return Step(t, t_next, (Stage(t, (1.0, 0.0)), Stage(t_prev, (0.0, 1.0))), out, 0.0)
 
 
 def build_sampler(process: Process, sampler: str, steps: int | None = None, t_min: float = 0.0, *,
                   grid: Sequence[float] | None = None, timesteps: Sequence[int] | None = None,
                   spacing: str = "leading", steps_offset: int = 0, variance: str = "beta",
-                  final_noise: bool = False, eta: float = 0.0, heun_at_zero: bool = False) -> SamplerProgram:
+                  final_noise: bool = False, eta: float = 0.0, heun_at_zero: bool = False,
+                  lower_order_final: bool = True) -> SamplerProgram:
     """Unroll ``sampler`` on its time grid (see the module docstring for every option)."""
     if not isinstance(process, Process):
         raise TypeError(f"process must be a lindiff process, got {type(process).__name__}")
@@ -243,7 +309,8 @@ def build_sampler(process: Process, sampler: str, steps: int | None = None, t_mi
         raise ValueError(f"sampler {sampler!r} needs a continuous process (VP, OU); a DDPM process supports 'ddpm' and 'ddim'")
     eta = as_nonnegative_float(eta, "eta")
     g = _grid(process, sampler, steps, t_min, grid, timesteps, spacing, steps_offset)
-    options = dict(variance=variance, final_noise=final_noise, eta=eta, heun_at_zero=heun_at_zero)
+    options = dict(variance=variance, final_noise=final_noise, eta=eta, heun_at_zero=heun_at_zero,
+                   lower_order_final=lower_order_final)
     if sampler in ("sde", "ode"):
         return SamplerProgram(sampler, process, g, (), options)
     if float(process.sigma(g[0])) == 0.0:
@@ -256,6 +323,14 @@ def build_sampler(process: Process, sampler: str, steps: int | None = None, t_mi
             out.append(_ddpm_step(process, t, t_next, last, variance, final_noise))
         elif sampler == "ddim":
             out.append(_ddim_step(process, t, t_next, eta))
+        elif sampler == "euler_ve":
+            out.append(_euler_ve_step(process, t, t_next))
+        elif sampler == "euler_ancestral":
+            out.append(_euler_ancestral_step(process, t, t_next, last, final_noise))
+        elif sampler == "dpmpp_2m":
+            n_steps = len(g) - 1
+            first_order = k == 0 or (last and (float(process.sigma(t_next)) == 0.0 or (lower_order_final and n_steps < 15)))
+            out.append(_dpmpp_2m_step(process, float(g[k - 1]) if k else t, t, t_next, 1 if first_order else 2))
         else:
             out.append(_continuous_step(process, sampler, t, t_next, heun_at_zero))
     return SamplerProgram(sampler, process, g, tuple(out), options)
@@ -271,20 +346,22 @@ def sampler_table(process: Process, sampler: str, steps: int | None = None, t_mi
     if not prog.steps:
         raise ValueError(f"{sampler!r} is a continuous-time solution without steps; see sampling_law's docstring")
     rows = []
+    names = ["x", "x_prev"]
     for k, st in enumerate(prog.steps):
         for j, stage in enumerate(st.stages):
             sig = float(process.sigma(stage.t))
-            c_score = st.out[j + 1]
+            c_score = st.out[j + 2]
             c_eps = -c_score / sig if sig > 0 else float("nan")
-            inp = " + ".join(f"{c:.6g}·{'x' if i == 0 else f's{i}'}" for i, c in enumerate(stage.inputs))
-            rows.append([k, st.t, st.t_next, j + 1, stage.t, inp, st.out[0] if j == 0 else None, c_score, c_eps,
-                         st.noise if j == 0 else None])
+            inp = " + ".join(f"{c:.6g}·{(names + [f's{i}' for i in range(1, 9)])[i]}" for i, c in enumerate(stage.inputs) if c != 0)
+            rows.append([k, st.t, st.t_next, j + 1, stage.t, inp, st.out[0] if j == 0 else None,
+                         (st.out[1] or None) if j == 0 else None, c_score, c_eps, st.noise if j == 0 else None])
     cols = [Column("step"), Column("t"), Column("t_next"), Column("stage"), Column("t_eval"),
             Column("model input"), Column("a", note="coefficient on x"),
+            Column("a_prev", note="coefficient on the previous step's point (multistep solvers)"),
             Column("c_score", note="coefficient on score(input, t_eval)"),
             Column("c_eps", note="coefficient on eps_hat = -sigma(t_eval) score"),
             Column("nu", note="std of the added N(0, I) noise")]
-    caption = f"{sampler} on {process!r}: x_next = a x + sum_j c_j s_j + nu z"
+    caption = f"{sampler} on {process!r}: x_next = a x + a_prev x_prev + sum_j c_j s_j + nu z"
     return Table(caption, cols, rows)
 
 
@@ -324,7 +401,22 @@ class _Spectral:
     Q: np.ndarray
 
 
+def _combine(coefs, regs):
+    """sum_i coefs[i] * regs[i] over registers that are tuples of arrays (skipping zero coefficients)."""
+    out = None
+    for c, r in zip(coefs, regs):
+        if c == 0:
+            continue
+        term = tuple(c * v for v in r)
+        out = term if out is None else tuple(a + b for a, b in zip(out, term))
+    if out is None:
+        out = tuple(np.zeros_like(v) for v in regs[0])
+    return out
+
+
 def _run_spectral(model: AffineModel, prog: SamplerProgram) -> _Spectral:
+    """Per mode, the augmented state (x_i, x_{i-1}) is an affine function of x_T plus Gaussian noise:
+    x_i = P_c x_T + q_c + noise, x_{i-1} = P_p x_T + q_p + noise, with a 2 x 2 noise covariance."""
     sp = model.spectral
     d = model.dim
     times = sorted({stage.t for st in prog.steps for stage in st.stages})
@@ -339,47 +431,51 @@ def _run_spectral(model: AffineModel, prog: SamplerProgram) -> _Spectral:
             raise _undefined_score(t, int(np.sum(~np.isfinite(gains[i]))))
     index = {t: i for i, t in enumerate(times)}
     mu = sp.mean_in_basis
-    M, m, Q = np.ones(d), np.zeros(d), np.zeros(d)
+    one, zero = np.ones(d), np.zeros(d)
+    Pc, Pp, qc, qp = one, one, zero, zero
+    Qcc, Qcp, Qpp = zero, zero, zero
     for st in prog.steps:
-        regs_P = [np.ones(d)]
-        regs_q = [np.zeros(d)]
+        # registers as (coefficient on x_cur, coefficient on x_prev, constant), per mode
+        regs = [(one, zero, zero), (zero, one, zero)]
         for stage in st.stages:
-            yP = sum(c * p for c, p in zip(stage.inputs, regs_P))
-            yq = sum(c * q for c, q in zip(stage.inputs, regs_q))
+            yc, yp, y0 = _combine(stage.inputs, regs)
             i = index[stage.t]
             g = gains[i]
-            regs_P.append(-g * yP)
-            regs_q.append(-g * (yq - alpha[i] * mu))
-        stepM = sum(c * p for c, p in zip(st.out, regs_P))
-        stepm = sum(c * q for c, q in zip(st.out, regs_q))
-        M = stepM * M
-        m = stepM * m + stepm
-        Q = stepM * stepM * Q + st.noise**2
-    return _Spectral(M, m, Q)
+            regs.append((-g * yc, -g * yp, -g * (y0 - alpha[i] * mu)))
+        ac, ap, c0 = _combine(st.out, regs)
+        Pc, Pp = ac * Pc + ap * Pp, Pc
+        qc, qp = ac * qc + ap * qp + c0, qc
+        Qcc, Qcp, Qpp = (ac * ac * Qcc + 2 * ac * ap * Qcp + ap * ap * Qpp + st.noise**2, ac * Qcc + ap * Qcp, Qcc)
+    return _Spectral(Pc, qc, Qcc)
 
 
 def _run_dense(model: AffineModel, prog: SamplerProgram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     d = model.dim
-    eye = np.eye(d)
-    M, m, Q = eye.copy(), np.zeros(d), np.zeros((d, d))
+    eye, zero_m, zero_v = np.eye(d), np.zeros((d, d)), np.zeros(d)
+    Pc, Pp, qc, qp = eye, eye, zero_v, zero_v
+    augmented = prog.uses_prev
+    Q = np.zeros((2 * d, 2 * d)) if augmented else zero_m
     cache: dict[float, tuple[np.ndarray, np.ndarray]] = {}
     for st in prog.steps:
-        regs_P = [eye]
-        regs_q = [np.zeros(d)]
+        regs = [(eye, zero_m, zero_v), (zero_m, eye, zero_v)]
         for stage in st.stages:
             if stage.t not in cache:
-                cache = {stage.t: model.score_affine(stage.t), **{k: v for k, v in cache.items() if k == st.t}}
+                if len(cache) > 4:
+                    cache.clear()
+                cache[stage.t] = model.score_affine(stage.t)
             A, c = cache[stage.t]
-            yP = sum(cf * p for cf, p in zip(stage.inputs, regs_P))
-            yq = sum(cf * q for cf, q in zip(stage.inputs, regs_q))
-            regs_P.append(A @ yP)
-            regs_q.append(A @ yq + c)
-        stepM = sum(cf * p for cf, p in zip(st.out, regs_P))
-        stepm = sum(cf * q for cf, q in zip(st.out, regs_q))
-        M = stepM @ M
-        m = stepM @ m + stepm
-        Q = stepM @ Q @ stepM.T + st.noise**2 * eye
-    return M, m, Q
+            yc, yp, y0 = _combine(stage.inputs, regs)
+            regs.append((A @ yc, A @ yp, A @ y0 + c))
+        ac, ap, c0 = _combine(st.out, regs)
+        Pc, Pp = ac @ Pc + ap @ Pp, Pc
+        qc, qp = ac @ qc + ap @ qp + c0, qc
+        if augmented:
+            Tm = np.block([[ac, ap], [eye, zero_m]])
+            Q = Tm @ Q @ Tm.T
+            Q[:d, :d] += st.noise**2 * eye
+        else:
+            Q = ac @ Q @ ac.T + st.noise**2 * eye
+    return Pc, qc, (Q[:d, :d] if augmented else Q)
 
 
 def _continuous_spectral(model: AffineModel, prog: SamplerProgram, rtol: float) -> _Spectral:

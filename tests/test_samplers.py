@@ -278,3 +278,58 @@ def test_empirical_score_memorises_under_ddpm(rng):
     x = mc.sample(model, process, "ddpm", 200, rng, steps=100)
     dist = np.min(np.linalg.norm(x[:, None, :] - X[None], axis=2), axis=1)
     assert np.max(dist) < 1e-6  # every sample is a copy of a training point
+
+
+# --- VE-sigma samplers (diffusers Euler, Euler ancestral, DPM-Solver++ 2M) --------------------------
+SIGMA_GRID = np.r_[np.geomspace(80.0, 0.02, 12), 0.0]
+
+
+@pytest.mark.parametrize("sampler", ["euler_ve", "euler_ancestral", "dpmpp_2m"])
+@pytest.mark.parametrize("process", [ld.SigmaVP(80.0), ld.VP.linear(), ld.DDPM.linear(200)], ids=repr)
+def test_ve_samplers_match_monte_carlo_and_dense(rng, sampler, process):
+    p0 = _data(rng)
+    X = p0.sample(5, rng)
+    kw = {"grid": SIGMA_GRID} if isinstance(process, ld.SigmaVP) else ({"steps": 8} if process.discrete else {"steps": 12, "t_min": 1e-3})
+    steps, t_min = kw.pop("steps", None), kw.pop("t_min", 0.0)
+    for model in (ld.LinearDenoiser.fit(X, process, ridge=0.01), ld.LinearDenoiser.fit(X, process, train_time=20.0, centred=False)):
+        law = ld.sampling_law(model, process, sampler, steps, t_min=t_min, **kw)
+        _check_mc(model, process, sampler, law, rng, steps=steps, t_min=t_min, **kw)
+        if model.spectral is not None:
+            dense = ld.sampling_law(model.to_dense(), process, sampler, steps, t_min=t_min, **kw)
+            np.testing.assert_allclose(dense.cov, law.cov, atol=1e-10 * np.abs(law.cov).max())
+
+
+def test_dpmpp_first_order_is_ddim_and_euler_ve_is_karras(rng):
+    process = ld.SigmaVP(80.0)
+    p0 = _data(rng)
+    model = ld.GaussianScore(p0, process)
+    grid = [40.0, 3.0]
+    a = ld.sampling_law(model, process, "dpmpp_2m", grid=grid)
+    b = ld.sampling_law(model, process, "ddim", grid=grid)
+    np.testing.assert_allclose(a.cov, b.cov, atol=1e-12)
+    np.testing.assert_allclose(a.mean, b.mean, atol=1e-12)
+    # Karras Euler written directly in the VE state: x_ve' = x_ve + (s' - s) eps(x_ve alpha)
+    prog = ld.build_sampler(process, "euler_ve", grid=SIGMA_GRID)
+    x = rng.standard_normal((5, 3)) * 80.0 / np.sqrt(1 + 80.0**2)
+    xve = x * np.sqrt(1 + 80.0**2)
+    for s, s2 in zip(SIGMA_GRID[:-1], SIGMA_GRID[1:]):
+        xve = xve + (s2 - s) * model.eps(xve / np.sqrt(1 + s * s), s)
+    del prog
+    y = x.copy()
+    for st in ld.build_sampler(process, "euler_ve", grid=SIGMA_GRID).steps:
+        y = st.out[0] * y + st.out[2] * model.score(y, st.t)
+    np.testing.assert_allclose(y, xve, rtol=1e-10, atol=1e-12)
+
+
+def test_dpmpp_2m_is_second_order(rng):
+    process = ld.SigmaVP(80.0)
+    p0 = ld.Gaussian.from_spectrum([3.0, 1.0, 0.2], mean=[1.0, 0.0, -0.5])
+    model = ld.GaussianScore(p0, process)
+    target = process.marginal(p0, 0.05)
+    ks = np.array([20, 40, 80, 160])
+    errs = []
+    for k in ks:
+        grid = np.exp(np.linspace(np.log(80.0), np.log(0.05), k + 1))
+        errs.append(ld.w2(ld.sampling_law(model, process, "dpmpp_2m", grid=grid, init="exact"), target))
+    slope = np.polyfit(np.log(ks), np.log(errs), 1)[0]
+    assert slope < -1.8
