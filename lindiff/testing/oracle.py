@@ -34,7 +34,7 @@ import numpy as np
 from .. import mc
 from .._validation import RNGLike, as_positive_int, as_rng
 from ..gaussian import Gaussian, kl, w2
-from ..samplers import sampling_law
+from ..samplers import build_sampler, sampling_law
 from ..scores import AffineModel
 from ..tables import Column, Table
 
@@ -71,6 +71,9 @@ def _as_out(y, n, d) -> np.ndarray:
     y = np.asarray(y, dtype=np.float64)
     if y.shape != (n, d):
         raise ValueError(f"the probed function must return shape ({n}, {d}), got {y.shape}")
+    if not np.all(np.isfinite(y)):
+        bad = int(np.sum(~np.isfinite(y).all(axis=1)))
+        raise NonAffineError(f"the sampler returned NaN or infinite values ({bad} of {n} probe rows)")
     return y
 
 
@@ -224,17 +227,18 @@ def check_sampler(run: Callable, model: AffineModel, sampler: str, steps: int | 
         start = None
     elif init == "exact":
         prog_t = float(np.asarray(options.get("grid", [model.process.T]))[0]) if "grid" in options else None
-        from ..samplers import build_sampler
-
         t_start = build_sampler(model.process, sampler, steps, t_min, **options).t_start if prog_t is None else prog_t
         start = model.process.marginal(model.data, t_start)
     else:
         raise ValueError(f"init must be 'standard', 'exact' or a Gaussian, got {init!r}")
     if mode == "exact":
+        # affinity is judged at the same dtype-derived scale as the laws (float32 loops accumulate round-off)
+        steps_hint = len(build_sampler(model.process, sampler, steps, t_min, **options).steps) if reference is None else 100
+        affinity_tol = tolerance if tolerance is not None else _default_tolerance(dtype, 10 * max(steps_hint, 1))
         try:
-            probe = probe_loop(run, model)
+            probe = probe_loop(run, model, affinity_rtol=max(affinity_tol, 1e-9))
         except NonAffineError as exc:
-            return OracleResult(False, mode, ref, None, None, None, None, None, None, str(exc))
+            return OracleResult(False, mode, ref, None, None, None, None, None, None, f"FAIL exact: {exc}")
         law = probe.law(start)
         K = probe.noise_matrix.shape[1] // max(model.dim, 1)
         tol = tolerance if tolerance is not None else _default_tolerance(dtype, max(K, 1) * 10)
