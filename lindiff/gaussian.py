@@ -7,7 +7,6 @@ basis) the divergences are computed per eigenvalue in O(d).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,14 +40,15 @@ class Infinite(float):
         return (Infinite, (self.reason,))
 
 
-@dataclass(frozen=True, eq=False)
 class Gaussian:
     r"""A multivariate normal :math:`\mathcal N(\mu, \Sigma)` in ``dim`` dimensions, float64.
 
     The covariance must be finite, symmetric (``max|C - C^T| <= 1e-10 max(1, max|C|)``) and positive
     semi-definite: eigenvalues below ``-rcond(d) max|lambda|`` (``rcond(d) = 10 max(d, 100) eps``, see
     ``lindiff._linalg``) are rejected, and those of smaller magnitude are treated as exactly zero
-    (singular covariances are legal).
+    (singular covariances are legal).  Instances are immutable.  A Gaussian built by
+    :meth:`from_spectrum` keeps its eigendecomposition and forms the dense ``cov`` only when asked, so
+    pipelines that stay in one eigenbasis cost O(d^2).
 
     Parameters
     ----------
@@ -62,32 +62,51 @@ class Gaussian:
     (2, -1.837877)
     """
 
-    mean: np.ndarray
-    cov: np.ndarray
-    _eig: _linalg.PSDEig | None = field(default=None, repr=False, compare=False)
-    _scale: float = field(default=0.0, repr=False, compare=False)
+    __slots__ = ("_mean", "_cov", "_eig", "_scale")
 
-    def __post_init__(self) -> None:
-        mean = as_finite_array(self.mean, "mean", ndim=1)
-        cov = as_finite_array(self.cov, "cov", ndim=2)
+    def __init__(self, mean, cov, _eig: _linalg.PSDEig | None = None, _scale: float = 0.0):
+        mean = as_finite_array(mean, "mean", ndim=1)
         d = mean.shape[0]
-        if cov.shape != (d, d):
-            raise ValueError(f"cov must have shape ({d}, {d}) to match mean of length {d}, got {cov.shape}")
-        if not _linalg.is_symmetric(cov):
-            raise ValueError(
-                f"cov is not symmetric (max|C - C^T| = {np.max(np.abs(cov - cov.T)):.3e}); "
-                "a symmetric positive semi-definite matrix is required"
-            )
-        cov = 0.5 * (cov + cov.T)
-        if self._eig is None:
-            eig = _linalg.psd_eig(cov, "cov", self._scale)
+        if cov is None:
+            if _eig is None:
+                raise ValueError("cov is required")
+            cov_arr = None
         else:
-            eig = self._eig
-        object.__setattr__(self, "mean", mean)
-        object.__setattr__(self, "cov", cov)
-        object.__setattr__(self, "_eig", eig)
+            cov_arr = as_finite_array(cov, "cov", ndim=2)
+            if cov_arr.shape != (d, d):
+                raise ValueError(f"cov must have shape ({d}, {d}) to match mean of length {d}, got {cov_arr.shape}")
+            if not _linalg.is_symmetric(cov_arr):
+                raise ValueError(
+                    f"cov is not symmetric (max|C - C^T| = {np.max(np.abs(cov_arr - cov_arr.T)):.3e}); "
+                    "a symmetric positive semi-definite matrix is required"
+                )
+            cov_arr = 0.5 * (cov_arr + cov_arr.T)
+            cov_arr.setflags(write=False)
+        eig = _eig if _eig is not None else _linalg.psd_eig(cov_arr, "cov", _scale)
+        mean = mean.copy() if mean.flags.writeable else mean
         mean.setflags(write=False)
-        cov.setflags(write=False)
+        object.__setattr__(self, "_mean", mean)
+        object.__setattr__(self, "_cov", cov_arr)
+        object.__setattr__(self, "_eig", eig)
+        object.__setattr__(self, "_scale", float(_scale))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Gaussian is immutable")
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self._mean
+
+    @property
+    def cov(self) -> np.ndarray:
+        """The dense covariance (formed from the eigendecomposition on first use when built from a spectrum)."""
+        if self._cov is None:
+            eig = self._eig
+            cov = (eig.vectors * eig.values) @ eig.vectors.T
+            cov = 0.5 * (cov + cov.T)
+            cov.setflags(write=False)
+            object.__setattr__(self, "_cov", cov)
+        return self._cov
 
     # ----------------------------------------------------------------------------------------------
     @property
@@ -160,8 +179,7 @@ class Gaussian:
             if not np.allclose(basis.T @ (basis @ probe), probe, atol=1e-8 * np.linalg.norm(probe)):
                 raise ValueError("basis must have orthonormal columns (U^T U = I within 1e-8)")
         mean = np.zeros(d) if mean is None else as_finite_array(mean, "mean", ndim=1)
-        cov = (basis * values) @ basis.T
-        return cls(mean, cov, _linalg.PSDEig(values, basis, zero), scale)
+        return cls(mean, None, _linalg.PSDEig(values, basis, zero), scale)
 
     @classmethod
     def standard(cls, dim: int) -> "Gaussian":
