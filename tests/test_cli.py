@@ -79,5 +79,5 @@ def test_stability_command(capsys, tmp_path):
     assert main(args + ["--plot", str(tmp_path / "s.png")]) == 0
     out = capsys.readouterr().out
     tables = [json.loads(chunk) for chunk in out.strip().split("\n\n")]
-    assert len(tables) == 3 and all(t["rows"] for t in tables)
+    assert len(tables) == 4 and all(t["rows"] for t in tables)
     assert (tmp_path / "s.png").exists()

@@ -180,3 +180,14 @@ def test_score_stability_per_set(rng):
                                / PROCESS.sigma(np.array([0.1, 1.0])) ** 2)
     with pytest.raises(ValueError, match="times"):
         ld.score_stability(X, PROCESS, p0)
+
+
+def test_sampler_regularisation_table():
+    from lindiff.stability import sampler_regularisation_table
+
+    p0 = _p0(3, 1.0)
+    table = sampler_regularisation_table(ld.Gaussian.from_spectrum(p0.eigenvalues * 2), 12, ld.VP.linear(), (3, 100),
+                                         n=200, rng=0, progress=False)
+    coarse, fine = table.rows
+    assert coarse[1][0] < fine[1][0] and fine[1][0] > 0.8  # fine grids copy training points
+    assert np.isfinite(coarse[3]) and np.isfinite(fine[3])
