@@ -45,6 +45,17 @@ def _times(model, t) -> tuple[np.ndarray, bool]:
     return np.atleast_1d(arr), arr.ndim == 0
 
 
+def _check_affine(model) -> None:
+    if not isinstance(model, AffineModel):
+        raise TypeError(f"model must be an affine model (GaussianScore or LinearDenoiser), got {type(model).__name__}")
+
+
+def _schedule(model, t):
+    """(times as 1-D array, whether t was a scalar, alpha, sigma) at the model's process."""
+    times, scalar = _times(model, t)
+    return times, scalar, np.asarray(model.process.alpha(times), float), np.asarray(model.process.sigma(times), float)
+
+
 def _gains(model: AffineModel, times, alpha, sigma) -> np.ndarray:
     """Score gains at all times at once, shape (len(times), d); raises where the score is undefined."""
     gains = model.spectral.gains(times, alpha, sigma)
@@ -84,12 +95,9 @@ def dsm_loss(model: AffineModel, data, t) -> float | np.ndarray:
     >>> bool(dsm_loss(model, X, 25) > 0)
     True
     """
-    if not isinstance(model, AffineModel):
-        raise TypeError(f"model must be an affine model (GaussianScore or LinearDenoiser), got {type(model).__name__}")
+    _check_affine(model)
     g = _data_gaussian(model, data)
-    times, scalar = _times(model, t)
-    alpha = np.asarray(model.process.alpha(times), float)
-    sigma = np.asarray(model.process.sigma(times), float)
+    times, scalar, alpha, sigma = _schedule(model, t)
     if model.spectral is not None:
         cdiag, dmean = _projected_moments(model, g)
         gains = _gains(model, times, alpha, sigma)
@@ -170,15 +178,12 @@ def generalisation_gap(model: AffineModel, X, p0: Gaussian, t) -> float | np.nda
     :math:`\alpha^2\sigma^2[\operatorname{tr}(\hat S_t^{-2}(S - \hat S)) + (\hat\mu-\mu)^T\hat S_t^{-2}(\hat\mu-\mu)]`
     with :math:`\hat S_t = \alpha^2\hat S + \sigma^2 I` (THEORY §3; ``derivations/losses.py`` derives it).
     """
-    if not isinstance(model, AffineModel):
-        raise TypeError(f"model must be an affine model (GaussianScore or LinearDenoiser), got {type(model).__name__}")
+    _check_affine(model)
     if not isinstance(p0, Gaussian):
         raise TypeError(f"p0 must be a lindiff.Gaussian, got {type(p0).__name__}")
     train = _data_gaussian(model, X)
     test = _data_gaussian(model, p0)
-    times, scalar = _times(model, t)
-    alpha = np.asarray(model.process.alpha(times), float)
-    sigma = np.asarray(model.process.sigma(times), float)
+    times, scalar, alpha, sigma = _schedule(model, t)
     if model.spectral is not None:
         c_test, d_test = _projected_moments(model, test)
         c_train, d_train = _projected_moments(model, train)

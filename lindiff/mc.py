@@ -150,16 +150,10 @@ def moment_z_scores(samples: np.ndarray, law: Gaussian) -> np.ndarray:
     match to 1e-9 (relative) and give z = 0, or ``inf``.  Returns a flat array of ``d + d(d+1)/2``
     z-scores; see :func:`max_abs_z_threshold` for a calibrated bound on their maximum.
     """
-    X, _ = as_points(samples, law.dim, "samples")
-    n = X.shape[0]
-    if n < 3:
-        raise ValueError("samples must hold at least 3 points to estimate a covariance")
-    U, lam = law.eigenvectors, law.eigenvalues
-    Y = (X - law.mean) @ U
+    Y, lam, tol = _eigen_coordinates(samples, law, 3)
+    n = Y.shape[0]
     mean = Y.mean(axis=0)
     cov = np.cov(Y, rowvar=False, ddof=1).reshape(law.dim, law.dim)
-    # directions of zero variance must agree to 1e-9 relative to the law's own magnitude
-    scale = max(float(lam.max(initial=0.0)), float(law.mean @ law.mean), 1.0)
     mean_sd = np.sqrt(lam / n)
     outer = np.outer(lam, lam)
     cov_sd = np.sqrt((outer + np.diag(lam**2)) / (n - 1))
@@ -167,9 +161,19 @@ def moment_z_scores(samples: np.ndarray, law: Gaussian) -> np.ndarray:
     diffs = np.concatenate([mean, (cov - np.diag(lam))[iu]])
     sds = np.concatenate([mean_sd, cov_sd[iu]])
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(sds > 0, diffs / np.where(sds > 0, sds, 1.0),
-                     np.where(np.abs(diffs) <= 1e-9 * np.sqrt(scale), 0.0, np.inf))
+        z = np.where(sds > 0, diffs / np.where(sds > 0, sds, 1.0), np.where(np.abs(diffs) <= tol, 0.0, np.inf))
     return z
+
+
+def _eigen_coordinates(samples, law: Gaussian, min_n: int):
+    """Samples centred at the law's mean in its eigenbasis, its eigenvalues, and the tolerance within
+    which zero-variance directions must agree (1e-9 relative to the law's own magnitude)."""
+    X, _ = as_points(samples, law.dim, "samples")
+    if X.shape[0] < min_n:
+        raise ValueError(f"samples must hold at least {min_n} points to test the moments")
+    lam = law.eigenvalues
+    scale = max(float(lam.max(initial=0.0)), float(law.mean @ law.mean), 1.0)
+    return (X - law.mean) @ law.eigenvectors, lam, 1e-9 * np.sqrt(scale)
 
 
 def moment_p_values(samples: np.ndarray, law: Gaussian) -> np.ndarray:
@@ -182,14 +186,8 @@ def moment_p_values(samples: np.ndarray, law: Gaussian) -> np.ndarray:
     ``min p < alpha / count``) has false-alarm probability at most alpha, with no approximation.
     Zero-variance directions give p = 1 when they match (to 1e-9 relative) and 0 otherwise.
     """
-    X, _ = as_points(samples, law.dim, "samples")
-    n = X.shape[0]
-    if n < 4:
-        raise ValueError("samples must hold at least 4 points")
-    U, lam = law.eigenvectors, law.eigenvalues
-    Y = (X - law.mean) @ U
-    scale = max(float(lam.max(initial=0.0)), float(law.mean @ law.mean), 1.0)
-    tol = 1e-9 * np.sqrt(scale)
+    Y, lam, tol = _eigen_coordinates(samples, law, 4)
+    n = Y.shape[0]
     pos = lam > 0
     mean = Y.mean(axis=0)
     p = []

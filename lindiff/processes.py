@@ -145,8 +145,35 @@ class DDPM:
         return f"DDPM(T={self.T}, beta_1={self.betas[0]:.3g}, beta_T={self.betas[-1]:.3g})"
 
 
+class _RateProcess:
+    """Continuous VP processes defined by ``beta(t)`` and ``B(t) = int_0^t beta``: everything else follows."""
+
+    discrete = False
+
+    def drift(self, t):
+        """``f(t)`` in ``dx = f x dt + g dW`` (``= d log alpha / dt = -beta/2``)."""
+        return -0.5 * self.beta(t)
+
+    def diffusion2(self, t):
+        """``g(t)^2`` in ``dx = f x dt + g dW`` (``= beta(t)``)."""
+        return self.beta(t)
+
+    def log_alpha2(self, t):
+        """``log alpha(t)^2 = -B(t)``."""
+        return -self.B(t)
+
+    def alpha(self, t):
+        return np.exp(-0.5 * self.B(t))
+
+    def sigma(self, t):
+        return np.sqrt(-np.expm1(-self.B(t))) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+    def marginal(self, p0: Gaussian, t) -> Gaussian:
+        return _marginal(self, p0, t)
+
+
 @dataclass(frozen=True, eq=False)
-class VP:
+class VP(_RateProcess):
     r"""Continuous variance-preserving process, Song et al.'s convention.
 
     ``dx = -1/2 beta(t) x dt + sqrt(beta(t)) dW`` on ``[0, T]``, hence
@@ -169,8 +196,6 @@ class VP:
     beta_min: float = 0.1
     beta_max: float = 20.0
     T: float = 1.0
-
-    discrete = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "beta_min", as_positive_float(self.beta_min, "beta_min"))
@@ -198,27 +223,6 @@ class VP:
         t = self.check_time(t)
         return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t * t / self.T
 
-    def drift(self, t):
-        """``f(t)`` in ``dx = f x dt + g dW`` (``= d log alpha / dt = -beta/2``)."""
-        return -0.5 * self.beta(t)
-
-    def diffusion2(self, t):
-        """``g(t)^2`` in ``dx = f x dt + g dW`` (``= beta(t)``)."""
-        return self.beta(t)
-
-    def log_alpha2(self, t):
-        """``log alpha(t)^2 = -B(t)``."""
-        return -self.B(t)
-
-    def alpha(self, t):
-        return np.exp(-0.5 * self.B(t))
-
-    def sigma(self, t):
-        return np.sqrt(-np.expm1(-self.B(t))) + 0.0
-
-    def marginal(self, p0: Gaussian, t) -> Gaussian:
-        return _marginal(self, p0, t)
-
     def __repr__(self) -> str:
         return f"VP(beta_min={self.beta_min:g}, beta_max={self.beta_max:g}, T={self.T:g})"
 
@@ -238,7 +242,7 @@ def OU(T: float = 10.0) -> VP:
 
 
 @dataclass(frozen=True, eq=False)
-class SigmaVP:
+class SigmaVP(_RateProcess):
     r"""The variance-preserving process indexed by its VE noise level :math:`t = \sigma_{VE} = \sigma/\alpha`.
 
     :math:`\alpha(t) = (1 + t^2)^{-1/2}`, :math:`\sigma(t) = t (1 + t^2)^{-1/2}`, i.e. ``B(t) = log(1 + t^2)``
@@ -251,8 +255,6 @@ class SigmaVP:
     """
 
     sigma_max: float = 80.0
-
-    discrete = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sigma_max", as_positive_float(self.sigma_max, "sigma_max"))
@@ -274,24 +276,13 @@ class SigmaVP:
         t = self.check_time(t)
         return 2 * t / (1 + t * t)
 
-    def drift(self, t):
-        return -0.5 * self.beta(t)
-
-    def diffusion2(self, t):
-        return self.beta(t)
-
-    def log_alpha2(self, t):
-        return -self.B(t)
-
+    # direct forms, more accurate than through B at small and large t
     def alpha(self, t):
         return 1.0 / np.sqrt(1.0 + self.check_time(t) ** 2)
 
     def sigma(self, t):
         t = self.check_time(t)
         return t / np.sqrt(1.0 + t * t)
-
-    def marginal(self, p0: Gaussian, t) -> Gaussian:
-        return _marginal(self, p0, t)
 
     def __repr__(self) -> str:
         return f"SigmaVP(sigma_max={self.sigma_max:g})"
