@@ -21,6 +21,7 @@ without centring) has only ``affine(t)`` and takes the dense path.  Tests hold t
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable
 
@@ -59,7 +60,7 @@ def _check_process(process) -> Process:
     return process
 
 
-class ScoreModel:
+class ScoreModel(ABC):
     """Base class: a score model of a forward process, evaluated at points ``x`` (rows) and time ``t``."""
 
     process: Process
@@ -72,8 +73,9 @@ class ScoreModel:
             raise ValueError(f"t must be a scalar time, got shape {arr.shape}")
         return float(arr), float(self.process.alpha(arr)), float(self.process.sigma(arr))
 
+    @abstractmethod
     def score(self, x, t) -> np.ndarray:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Score of the model at the rows of ``x`` and scalar time ``t``."""
 
     def eps(self, x, t) -> np.ndarray:
         r"""Noise prediction :math:`\hat\varepsilon(x, t) = -\sigma(t)\,\text{score}(x, t)`."""
@@ -194,7 +196,8 @@ class AffineModel(ScoreModel):
         return A, -a * (A @ self.spectral.mean)
 
     def _dense_affine(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Dense eps weights; models without a spectral form must provide them."""
+        raise TypeError(f"{type(self).__name__} has neither a spectral form nor dense weights")
 
     def _checked_gains(self, t: float, a: float, s: float) -> np.ndarray:
         g = self.spectral.gains(t, a, s)
