@@ -193,6 +193,8 @@ class Gaussian:
         n = as_positive_int(n, "n")
         gen = as_rng(rng)
         z = gen.standard_normal((n, self.dim))
+        if _is_identity(self._eig.vectors):  # diagonal covariance: no product needed
+            return self.mean + z * np.sqrt(self._eig.values)
         root = self._eig.vectors * np.sqrt(self._eig.values)
         return self.mean + z @ root.T
 
@@ -272,6 +274,10 @@ def kl(p: Gaussian, q: Gaussian) -> float:
         return float(max(value, 0.0))
     eq = q._eig
     ep = p._eig
+    if not eq.singular and not ep.singular:
+        fast = _kl_from_eigendecompositions(p, q, dm)
+        if fast is not None:
+            return fast
     if eq.singular:
         null = eq.null_basis()
         leak = null.T @ p.cov @ null
@@ -292,6 +298,40 @@ def kl(p: Gaussian, q: Gaussian) -> float:
     dm_r = basis.T @ dm
     value = 0.5 * (float(np.sum(_linalg.x_minus_log1p(r_minus_1))) + float(np.sum(dm_r**2 / lq)))
     return float(max(value, 0.0))
+
+
+def _basis_change(p: Gaussian, q: Gaussian) -> np.ndarray:
+    """``U_q^T U_p`` without a product when either basis is the identity."""
+    up, uq = p.eigenvectors, q.eigenvectors
+    d = p.dim
+    if _is_identity(uq):
+        return up
+    if _is_identity(up):
+        return uq.T
+    return uq.T @ up
+
+
+def _is_identity(U: np.ndarray) -> bool:
+    return U.shape[0] <= 1 or (U[0, 0] == 1.0 and U[-1, -1] == 1.0 and np.count_nonzero(U) == U.shape[0]
+                               and np.all(np.diag(U) == 1.0))
+
+
+def _kl_from_eigendecompositions(p: Gaussian, q: Gaussian, dm: np.ndarray) -> float | None:
+    """KL for non-singular p, q from their eigendecompositions: one basis change, no new ``eigh``.
+
+    Returns None when the result is small compared with its terms (cancellation), so the caller uses
+    the generalised-eigenvalue path, which is accurate there.
+    """
+    M = _basis_change(p, q)
+    lp, lq = p.eigenvalues, q.eigenvalues
+    trace = float(np.sum((M * M) * (lp[None, :] / lq[:, None])))
+    dmq = q.eigenvectors.T @ dm
+    mean = float(np.sum(dmq**2 / lq))
+    logdet = float(np.sum(np.log(lq)) - np.sum(np.log(lp)))
+    value = 0.5 * (trace - p.dim + mean + logdet)
+    if value <= 1e-6 * (abs(trace) + p.dim + abs(logdet) + mean):
+        return None
+    return float(value)
 
 
 def w2(p: Gaussian, q: Gaussian) -> float:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._validation import as_training_set
-from .gaussian import Gaussian
+from .gaussian import Gaussian, _is_identity
 from .scores import AffineModel
 
 __all__ = ["dsm_loss", "score_matching_loss", "irreducible_loss", "generalisation_gap"]
@@ -28,13 +28,25 @@ __all__ = ["dsm_loss", "score_matching_loss", "irreducible_loss", "generalisatio
 def _data_gaussian(model: AffineModel, data) -> Gaussian:
     if isinstance(data, Gaussian):
         g = data
+    elif (model.data is not None and getattr(model, "_training_points", None) is not None
+          and np.shape(data) == model._training_points.shape and np.array_equal(data, model._training_points)):
+        g = model.data
     else:
         X = as_training_set(data, "data")
         fitted = model.data
-        # Reuse the model's own fitted Gaussian when data are its training points (shared basis).
-        g = Gaussian.fit(X)
-        if fitted is not None and np.array_equal(g.mean, fitted.mean) and np.array_equal(g.cov, fitted.cov):
-            g = fitted
+        # Reuse the model's own fitted Gaussian (and its eigenbasis: no new eigh) when data are its
+        # training points: compare the mean and 1/N covariance before decomposing anything.
+        g = None
+        if fitted is not None and X.shape[1] == fitted.dim:
+            mean = X.mean(axis=0)
+            if np.array_equal(mean, fitted.mean):
+                centred = X - mean
+                cov = centred.T @ centred / X.shape[0]
+                cov = 0.5 * (cov + cov.T)  # exactly as Gaussian.fit forms it
+                if np.array_equal(cov, fitted.cov):
+                    g = fitted
+        if g is None:
+            g = Gaussian.fit(X)
     if g.dim != model.dim:
         raise ValueError(f"data have dimension {g.dim} but the model has dimension {model.dim}")
     return g
@@ -72,6 +84,8 @@ def _projected_moments(model: AffineModel, g: Gaussian) -> tuple[np.ndarray, np.
     U = sp.basis
     if g.eigenvectors is U:
         cdiag = g.eigenvalues
+    elif _is_identity(g.eigenvectors):  # diagonal data covariance: O(d^2), no product
+        cdiag = (U * U).T @ g.eigenvalues
     else:
         cdiag = np.einsum("ij,ij->j", U, g.cov @ U)
     return cdiag, U.T @ (g.mean - sp.mean)

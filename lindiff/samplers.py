@@ -295,12 +295,45 @@ def _dpmpp_2m_step(process, t_prev, t, t_next, order: int) -> Step:
     return Step(t, t_next, (Stage(t, (1.0, 0.0)), Stage(t_prev, (0.0, 1.0))), out, 0.0)
 
 
-def build_sampler(process: Process, sampler: str, steps: int | None = None, t_min: float = 0.0, *,
+def _freeze(value):
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+_PROGRAMS: dict = {}
+
+
+def build_sampler(process: Process, sampler: str, steps: int | None = None, t_min: float = 0.0, **options) -> SamplerProgram:
+    """Unroll ``sampler`` on its time grid (see the module docstring for every option).
+
+    Programs are immutable and cached per (process, sampler, steps, t_min, options), so sweeps over
+    training sets build each one once.
+    """
+    try:
+        key = (id(process), sampler, steps, t_min, tuple(sorted((k, _freeze(v)) for k, v in options.items())))
+        hash(key)
+    except TypeError:
+        key = None
+    if key is not None:
+        hit = _PROGRAMS.get(key)
+        if hit is not None and hit[0] is process:
+            return hit[1]
+    prog = _build_sampler(process, sampler, steps, t_min, **options)
+    if key is not None:
+        if len(_PROGRAMS) > 64:
+            _PROGRAMS.clear()
+        _PROGRAMS[key] = (process, prog)
+    return prog
+
+
+def _build_sampler(process: Process, sampler: str, steps: int | None = None, t_min: float = 0.0, *,
                   grid: Sequence[float] | None = None, timesteps: Sequence[int] | None = None,
                   spacing: str = "leading", steps_offset: int = 0, variance: str = "beta",
                   final_noise: bool = False, eta: float = 0.0, heun_at_zero: bool = False,
                   lower_order_final: bool = True) -> SamplerProgram:
-    """Unroll ``sampler`` on its time grid (see the module docstring for every option)."""
     if not isinstance(process, Process):
         raise TypeError(f"process must be a lindiff process, got {type(process).__name__}")
     if sampler not in SAMPLERS:
@@ -316,6 +349,7 @@ def build_sampler(process: Process, sampler: str, steps: int | None = None, t_mi
     if float(process.sigma(g[0])) == 0.0:
         raise ValueError("the grid must start at a time with sigma > 0")
     out = []
+    g = np.asarray(process.check_time(g, "grid"), float) if not process.discrete else g
     for k in range(len(g) - 1):
         t, t_next = float(g[k]), float(g[k + 1])
         last = k == len(g) - 2
@@ -414,6 +448,30 @@ def _combine(coefs, regs):
     return out
 
 
+def _single_stage(prog: SamplerProgram) -> bool:
+    return all(len(st.stages) == 1 and st.stages[0].inputs == (1.0, 0.0) and st.stages[0].t == st.t and st.out[1] == 0
+               for st in prog.steps)
+
+
+def _run_spectral_vectorised(model: AffineModel, prog: SamplerProgram, gains: np.ndarray, alpha: np.ndarray) -> _Spectral:
+    """Single-stage programs: step k maps x -> a_k x + b_k + nu_k z per mode with
+    a_k = o_k - c_k g_k and b_k = c_k g_k alpha_k m; the composition is a suffix product over steps."""
+    mu = model.spectral.mean_in_basis
+    o = np.array([st.out[0] for st in prog.steps])[:, None]
+    c = np.array([st.out[2] for st in prog.steps])[:, None]
+    nu2 = np.array([st.noise**2 for st in prog.steps])[:, None]
+    a = o - c * gains
+    b = c * gains * alpha[:, None] * mu
+    # suffix[k] = prod_{j > k} a_j (the map applied after step k)
+    suffix = np.ones_like(a)
+    if len(a) > 1:
+        suffix[:-1] = np.cumprod(a[::-1], axis=0)[::-1][1:]
+    M = suffix[0] * a[0]
+    m = np.sum(suffix * b, axis=0)
+    Q = np.sum(suffix**2 * nu2, axis=0)
+    return _Spectral(M, m, Q)
+
+
 def _run_spectral(model: AffineModel, prog: SamplerProgram) -> _Spectral:
     """Per mode, the augmented state (x_i, x_{i-1}) is an affine function of x_T plus Gaussian noise:
     x_i = P_c x_T + q_c + noise, x_{i-1} = P_p x_T + q_p + noise, with a 2 x 2 noise covariance."""
@@ -429,6 +487,9 @@ def _run_spectral(model: AffineModel, prog: SamplerProgram) -> _Spectral:
         if not np.all(np.isfinite(gains[i])):
             from .scores import _undefined_score
             raise _undefined_score(t, int(np.sum(~np.isfinite(gains[i]))))
+    if _single_stage(prog):
+        rows = np.searchsorted(tt, [st.t for st in prog.steps])
+        return _run_spectral_vectorised(model, prog, gains[rows], alpha[rows])
     index = {t: i for i, t in enumerate(times)}
     mu = sp.mean_in_basis
     one, zero = np.ones(d), np.zeros(d)

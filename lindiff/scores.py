@@ -438,7 +438,9 @@ class LinearDenoiser(AffineModel):
         """
         X = as_training_set(X, "X")
         fitted = Gaussian.fit(X)
-        return cls._from_gaussian(fitted, process, ridge, train_time, lr, centred, "fit")
+        model = cls._from_gaussian(fitted, process, ridge, train_time, lr, centred, "fit")
+        model._training_points = X.copy()  # lets losses recognise the training set (O(Nd)) without refitting
+        return model
 
     @classmethod
     def population(cls, p0: Gaussian, process: Process, ridge: Ridge = 0.0, train_time: float | None = None,
