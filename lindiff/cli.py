@@ -66,6 +66,8 @@ def _cmd_transition(args) -> int:
             d=args.d, ratios=ratios, spectrum=_spectrum(args, args.d), process=_process(args), sampler=args.sampler,
             steps=args.steps, ridge=args.ridge, train_time=args.train_time, repeats=args.repeats, seed=args.seed,
             executor=ex, progress=None if not args.no_progress else False,
+            spectrum_label=(f"power law k^-{args.exponent:g}" if args.spectrum == "power" else
+                            "CIFAR-10, subsampled" if args.spectrum == "cifar" else f"from {args.spectrum}"),
             **({"final_noise": not args.no_final_noise} if args.sampler == "ddpm" else {}))
     finally:
         if ex is not None:
@@ -175,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ValueError as exc:
         parser.exit(2, f"lindiff: error: {exc}\n")
+    except BrokenPipeError:  # output piped into head & co.: stop quietly, as Unix tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -101,7 +101,7 @@ def transition_sweep(d: int = 32, ratios: Sequence[float] = DEFAULT_RATIOS, spec
                      exponent: float = 1.0, process: Process | None = None, sampler: str = "ddpm",
                      steps: int | None = None, t_min: float = 0.0, ridge: float = 0.0, train_time: float | None = None,
                      repeats: int = 20, seed=0, executor=None, progress: bool | None = None,
-                     **sampler_options) -> TransitionResult:
+                     spectrum_label: str | None = None, **sampler_options) -> TransitionResult:
     r"""Monte Carlo over training sets across N/d (each set exact); see the module docstring.
 
     Defaults: d = 32, spectrum :math:`\lambda_k \propto k^{-1}` (mean 1), DDPM linear schedule with
@@ -109,7 +109,7 @@ def transition_sweep(d: int = 32, ratios: Sequence[float] = DEFAULT_RATIOS, spec
     Goldt's code; otherwise the law is singular for N < d and every KL is infinite), 20 sets per N.
     """
     d = as_positive_int(d, "d")
-    label = f"power law k^-{exponent:g}" if spectrum is None else "custom spectrum"
+    label = spectrum_label or (f"power law k^-{exponent:g}" if spectrum is None else "custom spectrum")
     spectrum = power_law(d, exponent) if spectrum is None else np.asarray(spectrum, float)
     if spectrum.shape != (d,):
         raise ValueError(f"spectrum must have shape ({d},), got {spectrum.shape}")
