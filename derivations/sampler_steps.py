@@ -71,6 +71,31 @@ def derive(page):
     heun = x + h / 2 * (v(x, g, a, bk) + v(pred, g2_, a2, bn))
     page.step("Heun: predictor x~ = x + h v(x, t_k), corrector x' = x + h/2 (v(x, t_k) + v(x~, t_{k+1}))", heun)
     page.result("heun", _affine(heun))
+    # VE-sigma samplers (Karras / k-diffusion / diffusers), written in the VE state x_ve = x / alpha and
+    # converted back: a = alpha(t), a2 = alpha(t'), sv = sigma_ve(t), sv2 = sigma_ve(t')
+    sv, sv2 = sp.symbols("sigma_ve sigma_ve_next", positive=True)
+    s_vp = sv * a  # VP sigma at t
+    eps_ve = -s_vp * score(x, g, a)
+    euler_ve = a2 * (x / a + (sv2 - sv) * eps_ve)
+    page.step("Karras Euler: x'/alpha' = x/alpha + (sigma_ve' - sigma_ve) eps_hat", euler_ve)
+    page.result("euler_ve", _affine(euler_ve))
+    up = sp.sqrt(sv2**2 * (sv**2 - sv2**2) / sv**2)
+    down = sp.sqrt(sv2**2 - up**2)
+    anc = a2 * (x / a + (down - sv) * eps_ve + up * z)
+    page.step("Euler ancestral: sigma_up = sqrt(s'^2 (s^2 - s'^2)/s^2), sigma_down = sqrt(s'^2 - sigma_up^2)", anc)
+    page.result("euler_ancestral", _affine(anc))
+    # DPM-Solver++(2M), diffusers' dpmsolver++ midpoint update with data predictions D = (x - sigma eps)/alpha
+    xp, gp, ap_, svp = sp.symbols("x_prev g_prev alpha_prev sigma_ve_prev", positive=True)
+    D0 = (x - s_vp * (-s_vp * score(x, g, a))) / a
+    D1p = (xp - (svp * ap_) * (-(svp * ap_) * score(xp, gp, ap_))) / ap_
+    lam = lambda aa, svv: -sp.log(svv)  # noqa: E731  lambda = log(alpha/sigma_vp) = -log sigma_ve
+    h_dpm = lam(a2, sv2) - lam(a, sv)
+    r0 = (lam(a, sv) - lam(ap_, svp)) / h_dpm
+    s2_vp = sv2 * a2
+    dpm = (s2_vp / s_vp) * x - a2 * (sp.exp(-h_dpm) - 1) * (D0 + (D0 - D1p) / (2 * r0))
+    page.step("DPM-Solver++(2M): x' = (sigma'/sigma) x - alpha' (e^{-h} - 1) (D_i + (D_i - D_{i-1})/(2 r))", dpm)
+    page.result("dpmpp_2m", (sp.simplify(sp.diff(dpm, x)), sp.simplify(sp.diff(dpm, xp)),
+                             sp.simplify(dpm.subs({x: 0, xp: 0}))))
     # Pierret & Galerne's variance recursions (half-beta b = beta/2, centred data, g = 1/lambda)
     lam_k, lam_n = sp.symbols("lambda_k lambda_next", positive=True)
     b_half, bn_half = bk / 2, bn / 2
@@ -95,6 +120,49 @@ def _iterate(fn, prog, process, gains_of, mean_u, alpha_of):
         A, B, V = fn(st)
         v, mu = A * A * v + V, A * mu + B
     return v, mu
+
+
+def _check_ve(page, p0, U, lam_v, mean_u):
+    a_k, a_n = sp.Symbol("alpha_k", positive=True), sp.Symbol("alpha_next", positive=True)
+    sv, sv2 = sp.symbols("sigma_ve sigma_ve_next", positive=True)
+    xp, gp, ap_, svp = sp.symbols("x_prev g_prev alpha_prev sigma_ve_prev", positive=True)
+    process = ld.SigmaVP(80.0)
+    grid = np.r_[np.geomspace(80.0, 0.05, 14), 0.0]
+    model = ld.GaussianScore(p0, process)
+    gain = lambda t: 1.0 / (float(process.alpha(t)) ** 2 * lam_v + float(process.sigma(t)) ** 2)  # noqa: E731
+    for name in ("euler_ve", "euler_ancestral"):
+        fn = sp.lambdify((x, m, z, g, a_k, a_n, sv, sv2), list(page.results[name]), "numpy")
+        v, mu = np.ones_like(lam_v), np.zeros_like(lam_v)
+        for t, t2 in zip(grid[:-1], grid[1:]):
+            A, B, V = (np.broadcast_to(w, lam_v.shape) for w in
+                       fn(0.0, mean_u, 0.0, gain(t), float(process.alpha(t)), float(process.alpha(t2)), t, t2))
+            v, mu = A * A * v + V, A * mu + B
+        law = ld.sampling_law(model, process, name, grid=grid)
+        page.compare(f"{name}: output variances", v, np.einsum("ij,ik,kj->j", U, law.cov, U), rtol=1e-9)
+        page.compare(f"{name}: output mean", mu, U.T @ law.mean, rtol=1e-9, atol=1e-12)
+    # DPM-Solver++(2M): propagate the joint law of (x_i, x_{i-1}) per mode; first and last steps first order
+    Ax, Ap, B = (sp.lambdify((m, g, gp, a_k, a_n, ap_, sv, sv2, svp), e, "numpy") for e in page.results["dpmpp_2m"])
+    n = len(grid) - 1
+    P = np.stack([np.ones_like(lam_v), np.ones_like(lam_v)])  # multipliers of x_T for (x_i, x_{i-1})
+    q = np.zeros((2, lam_v.size))
+    for k in range(n):
+        t, t2 = grid[k], grid[k + 1]
+        a, a2, s_, s2 = float(process.alpha(t)), float(process.alpha(t2)), float(process.sigma(t)), float(process.sigma(t2))
+        if k == 0 or k == n - 1:  # first order = DDIM with eta = 0 (x' = (s'/s) x + alpha' (1 - e^{-h}) D_i)
+            D_coef = 1 / a - s_ * s_ * gain(t) / a
+            emh = (s2 / a2) / (s_ / a)
+            cx = s2 / s_ + a2 * (1 - emh) * D_coef
+            c0 = a2 * (1 - emh) * (s_ * s_ * gain(t) * mean_u)
+            newP, newq = cx * P[0], cx * q[0] + c0
+        else:
+            tp = grid[k - 1]
+            args_ = (mean_u, gain(t), gain(tp), a, a2, float(process.alpha(tp)), t, t2, tp)
+            cx, cp, c0 = (np.broadcast_to(f(*args_), lam_v.shape) for f in (Ax, Ap, B))
+            newP, newq = cx * P[0] + cp * P[1], cx * q[0] + cp * q[1] + c0
+        P, q = np.stack([newP, P[0]]), np.stack([newq, q[0]])
+    law = ld.sampling_law(model, process, "dpmpp_2m", grid=grid)
+    page.compare("dpmpp_2m: output variances (augmented state)", P[0] ** 2, np.einsum("ij,ik,kj->j", U, law.cov, U), rtol=1e-9)
+    page.compare("dpmpp_2m: output mean (augmented state)", q[0], U.T @ law.mean, rtol=1e-9, atol=1e-12)
 
 
 def check(page, rng):
@@ -136,6 +204,7 @@ def check(page, rng):
         v, mu = _iterate(step_fn, prog, process, gain, mean_u, None)
         page.compare(f"{name}: output variances", v, np.einsum("ij,ik,kj->j", U, law.cov, U), rtol=1e-9)
         page.compare(f"{name}: output mean", mu, U.T @ law.mean, rtol=1e-9, atol=1e-12)
+    _check_ve(page, p0, U, lam_v, mean_u)
 
 
 if __name__ == "__main__":

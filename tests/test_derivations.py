@@ -17,7 +17,7 @@ NAMES = _harness.names()
 
 def test_every_derivation_is_registered():
     assert {"optimal_denoiser", "gradient_flow", "losses", "tweedie", "sampler_steps", "continuous_laws",
-            "divergences", "wishart", "replace_one"} <= set(NAMES)
+            "divergences", "wishart", "replace_one", "sgd_moments", "collapse_time"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
