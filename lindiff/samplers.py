@@ -145,7 +145,10 @@ def ddpm_timesteps(T: int, steps: int, spacing: str = "leading", steps_offset: i
     """diffusers' inference timesteps, converted to lindiff's 1-based steps (diffusers' t is our t+1).
 
     ``linspace``: ``round(linspace(0, T-1, n))[::-1]``; ``leading``: ``arange(n) * (T // n))[::-1] +
-    steps_offset``; ``trailing``: ``round(arange(T, 0, -T/n)) - 1`` (all 0-based, as in diffusers).
+    steps_offset``; ``trailing``: ``round(T (n - k)/n) - 1`` for ``k = 0..n-1`` (all 0-based, as in
+    diffusers).  Trailing is computed in integers (rounding halves to even, as ``np.round``), so it is
+    defined for every ``n <= T``; diffusers' float ``arange(T, 0, -T/n)`` can overshoot to ``n + 1``
+    values ending at -1 (e.g. T = 1000, n = 61).
     """
     steps = as_positive_int(steps, "steps")
     if steps > T:
@@ -155,7 +158,8 @@ def ddpm_timesteps(T: int, steps: int, spacing: str = "leading", steps_offset: i
     elif spacing == "leading":
         ts = (np.arange(steps) * (T // steps))[::-1] + steps_offset
     elif spacing == "trailing":
-        ts = np.round(np.arange(T, 0, -T / steps)) - 1
+        q, r = np.divmod(T * (steps - np.arange(steps, dtype=np.int64)), steps)
+        ts = q + ((2 * r > steps) | ((2 * r == steps) & (q % 2 == 1))) - 1
     else:
         raise ValueError(f"spacing must be one of {', '.join(SPACINGS)}, got {spacing!r}")
     ts = ts.astype(np.int64) + 1

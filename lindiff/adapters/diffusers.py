@@ -1,13 +1,15 @@
 r"""Test diffusers' schedulers against lindiff's exact output laws (extra ``lindiff[diffusers]``).
 
 :func:`check_scheduler` runs a diffusers scheduler in the standard pipeline loop
-(``latents = x_T * init_noise_sigma``; ``scale_model_input``; ``step``) with a linear eps-model built from
-lindiff, and compares the law of its output with lindiff's exact law of the matching sampler:
+(``latents = x_T * init_noise_sigma``; ``scale_model_input``; ``step``) with a linear model built from
+lindiff (its output in the scheduler's ``prediction_type``: ``epsilon``, ``v_prediction`` or
+``sample``), and compares the law of its output with lindiff's exact law of the matching sampler:
 
 =================================  ==========================  ======================================
 diffusers scheduler                lindiff process             lindiff sampler
 =================================  ==========================  ======================================
-``DDPMScheduler`` (fixed_small)    ``DDPM`` from its table     ``"ddpm"``, ``variance="beta_tilde"``
+``DDPMScheduler`` (fixed_small,    ``DDPM`` from its table     ``"ddpm"``, ``variance="beta_tilde"``
+fixed_small_log)
 ``DDPMScheduler`` (fixed_large)    ``DDPM`` from its table     ``"ddpm"``, ``variance="beta"``
 ``DDIMScheduler`` (eta)            ``DDPM`` from its table     ``"ddim"`` with ``eta``
 ``EulerDiscreteScheduler``         ``SigmaVP``                 ``"euler_ve"`` on ``scheduler.sigmas``
@@ -15,24 +17,60 @@ diffusers scheduler                lindiff process             lindiff sampler
 ``DPMSolverMultistepScheduler``    ``SigmaVP``                 ``"dpmpp_2m"`` (augmented state)
 =================================  ==========================  ======================================
 
-lindiff reads the scheduler's own float32 tables (``alphas_cumprod``, ``sigmas``, ``timesteps``) and
-computes in float64 from them, so schedule rounding is not mixed into the check; the exact-mode
-tolerance is that of float32 arithmetic.  Noise is injected by replacing the scheduler module's
-``randn_tensor`` during the loop, so even schedulers without a ``variance_noise`` argument are probed
-exactly.  lindiff's reference uses the *next entry of* ``scheduler.timesteps`` as the previous timestep
-(the DDPM/DDIM definition); a scheduler that steps elsewhere is reported as a discrepancy.
+How the check is made
+---------------------
+* **Precision.**  By default (``precision="float64"``) the scheduler runs on float64 latents with its
+  float32 tables widened to float64 and its internal ``.to(torch.float32)`` up-casts redirected to
+  float64 (the scheduler's module sees a ``torch`` whose ``float32`` is ``float64``), so the loop and
+  lindiff compute from the same table values and agree to ~1e-13: long loops are judged at float64
+  precision, where a single wrong coefficient (x1.1 on one variance of 1000) is 1e6 times the
+  tolerance.  ``precision="float32"`` runs the loop as a pipeline does, and judges it with a tolerance
+  *measured* from the same loop at two precisions: the float64 run's verdict, plus the
+  float32-vs-float64 deviation (the float32 round-off of this loop, reported), which must stay below
+  1% (it is 8e-6 for a 1000-step linear-beta DDPM, 5e-4 for squaredcos_cap_v2: no fixed round-off
+  model serves both).
+* **Schedule.**  lindiff computes the timesteps a configuration asks for (``timestep_spacing``,
+  ``steps_offset``; trailing spacing in integers) and compares them with ``scheduler.timesteps``; a
+  scheduler whose timesteps differ is run as it is and compared with the law of the *intended*
+  schedule, so the message reports the discrepancy and its measured effect.  When they agree,
+  lindiff reads the scheduler's own tables (``alphas_cumprod``, ``sigmas``) and computes in float64
+  from them, so table rounding is not mixed into the check.
+* **Noise.**  Every Gaussian draw is injected by replacing the scheduler module's ``randn_tensor``
+  during the loop, so even schedulers without a ``variance_noise`` argument are probed exactly.
+* **Model.**  The linear model is evaluated at the noise level the scheduler pairs with the timestep
+  it passes (``alphas_cumprod[t]`` for integer timesteps, ``sigmas[i]`` for ``timesteps[i]``).
+* **Non-affine options** (``clip_sample``, ``thresholding``, learned variances) are refused in exact
+  mode with a message naming the option to switch off; ``mode="statistical"`` runs such a loop as it
+  is and compares its samples with the law of the same scheduler with the option off.
+* Subclasses of the supported schedulers are accepted (and checked as their base class).
+
+Known discrepancies (diffusers 0.42.1)
+--------------------------------------
+* ``DDIMScheduler(timestep_spacing="linspace")``: ``step`` hard-codes ``prev_timestep = t - T // n``,
+  which is not the next entry of ``timesteps`` for linspace spacing (diffusers#11347/#12633); at 20 steps
+  lindiff measures ~1% mean and ~3% covariance error.
+* ``DDPMScheduler(variance_type="fixed_large_log")`` takes ``** 0.5`` of a log variance and returns
+  NaN (diffusers#14569).
+* ``timestep_spacing="trailing"`` with ``T/n`` not an integer: diffusers' float
+  ``arange(T, 0, -T/n)`` can overshoot and yield ``n + 1`` timesteps ending at ``-1`` (27,044 of the
+  500,500 pairs ``n <= T <= 1000``; e.g. ``T = 1000, n = 61``); the last step then runs at
+  ``alphas_cumprod[-1]``, the most noisy level.  lindiff's trailing spacing is computed in integers and
+  the effect of the extra step is reported.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
+import types
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..gaussian import Gaussian
 from ..processes import DDPM, SigmaVP
+from ..samplers import ddpm_timesteps
 from ..scores import LinearDenoiser
 from ..testing.oracle import OracleResult, check_sampler
 
@@ -41,60 +79,135 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("lindiff.adapters.diffusers needs torch and diffusers: pip install 'lindiff[diffusers]'") from exc
 
-__all__ = ["SUPPORTED", "Reference", "reference_for", "eps_model_for", "run_pipeline_loop", "check_scheduler"]
+__all__ = ["SUPPORTED", "PRECISIONS", "Reference", "reference_for", "model_output_for", "eps_model_for",
+           "run_pipeline_loop", "check_scheduler"]
 
 SUPPORTED = ("DDPMScheduler", "DDIMScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
              "DPMSolverMultistepScheduler")
+PRECISIONS = ("float64", "float32")
+_DISCRETE = ("DDPMScheduler", "DDIMScheduler")
+_PREDICTIONS = ("epsilon", "v_prediction", "sample")
 
 
 @dataclass(frozen=True)
 class Reference:
-    """What lindiff compares a configured scheduler with."""
+    """What lindiff compares a configured scheduler with.
+
+    ``discrepancy`` is empty when the scheduler's timesteps are the ones its configuration asks for;
+    otherwise it describes the difference and the reference uses the intended schedule.
+    """
 
     process: object
     sampler: str
     options: dict
     init: Gaussian | str
     latent_scale: float  # latents = x_T (VP) * latent_scale
+    discrepancy: str = ""
 
 
-def _name(scheduler) -> str:
-    name = type(scheduler).__name__
-    if name not in SUPPORTED:
-        raise ValueError(f"scheduler must be one of {SUPPORTED}, got {name}")
-    for key, bad in (("clip_sample", True), ("thresholding", True)):
-        if getattr(scheduler.config, key, False) == bad:
-            raise ValueError(f"{name} has {key}=True, which is not affine; configure {key}=False "
-                             "(or use mode='statistical' on a nonlinear loop)")
-    if getattr(scheduler.config, "prediction_type", "epsilon") != "epsilon":
-        raise ValueError(f"{name} must use prediction_type='epsilon' (the linear eps-model)")
+# ------------------------------------------------------------------------------------------------
+# which scheduler, and is it affine?
+def _base_name(scheduler) -> str:
+    """The supported diffusers class a scheduler is (or derives from)."""
+    for cls in type(scheduler).__mro__:
+        if cls.__name__ in SUPPORTED and cls.__module__.startswith("diffusers"):
+            return cls.__name__
+    raise ValueError(f"scheduler must be one of {SUPPORTED} (or a subclass), got {type(scheduler).__name__}")
+
+
+_NON_AFFINE = (("clip_sample", "clip_sample=False"), ("thresholding", "thresholding=False"))
+
+
+def _non_affine_options(scheduler) -> list[str]:
+    """The configured options that make the step non-affine, each with how to switch it off."""
+    cfg = scheduler.config
+    found = [fix for key, fix in _NON_AFFINE if getattr(cfg, key, False)]
+    vt = getattr(cfg, "variance_type", None)
+    if vt in ("learned", "learned_range"):
+        found.append("variance_type='fixed_small' (a learned variance depends on the model output)")
+    return found
+
+
+def _check_supported(scheduler, mode: str) -> str:
+    name = _base_name(scheduler)
+    bad = _non_affine_options(scheduler)
+    if bad and mode == "exact":
+        raise ValueError(f"{name} is configured with a non-affine step; set {', '.join(bad)} for the exact check, "
+                         "or pass mode='statistical' to compare its samples with the law of the affine scheduler")
+    pred = getattr(scheduler.config, "prediction_type", "epsilon")
+    if pred not in _PREDICTIONS:
+        raise ValueError(f"{name} has prediction_type={pred!r}; lindiff's model outputs {', '.join(_PREDICTIONS)}")
     return name
 
 
+# ------------------------------------------------------------------------------------------------
+# the schedule lindiff expects
 def _ddpm_process(scheduler) -> DDPM:
-    acp = scheduler.alphas_cumprod.double().numpy()  # the scheduler's own float32 table, widened
-    prev = np.concatenate([[1.0], acp[:-1]])
-    return DDPM(1.0 - acp / prev)
+    """The DDPM process whose alpha_bar table is the scheduler's (float32 values, widened): the
+    per-step betas are ``-expm1(diff(log alpha_bar))`` (no cancellation for tiny betas)."""
+    acp = scheduler.alphas_cumprod.double().numpy()
+    if not (acp[-1] > 0):
+        raise ValueError("the scheduler's alphas_cumprod reaches 0 (rescale_betas_zero_snr): the first step has "
+                         "infinite signal-to-noise ratio and no affine reference; not supported")
+    return DDPM(-np.expm1(np.diff(np.concatenate([[0.0], np.log(acp)]))))
 
 
-def reference_for(scheduler, d: int, eta: float = 0.0) -> Reference:
-    """The lindiff process, sampler and options matching a scheduler on which ``set_timesteps`` was called."""
-    name = _name(scheduler)
-    if name in ("DDPMScheduler", "DDIMScheduler"):
+def _intended_timesteps(scheduler, steps: int) -> np.ndarray:
+    """lindiff's 1-based timesteps for the configured spacing (trailing in integers)."""
+    cfg = scheduler.config
+    T = int(cfg.num_train_timesteps)
+    spacing = getattr(cfg, "timestep_spacing", "leading")
+    offset = int(getattr(cfg, "steps_offset", 0)) if spacing == "leading" else 0
+    return ddpm_timesteps(T, steps, spacing, offset)
+
+
+def _trailing_tie(scheduler, steps: int, ts: np.ndarray) -> bool:
+    """diffusers' float ``arange`` rounds some exact halves of ``T (n - k)/n`` the other way; such a
+    timestep is as much "trailing" as lindiff's, so it is not reported."""
+    T = int(scheduler.config.num_train_timesteps)
+    exact = T * (steps - np.arange(steps)) / steps
+    return ts.size == steps and bool(np.all(np.abs(ts - exact) <= 0.5))
+
+
+def _discrete_schedule(scheduler, steps: int) -> tuple[np.ndarray, str]:
+    """(1-based timesteps to use for the reference, discrepancy message or "")."""
+    actual = scheduler.timesteps.numpy().astype(np.int64) + 1
+    intended = _intended_timesteps(scheduler, steps)
+    if np.array_equal(actual, intended):
+        return actual, ""
+    spacing = getattr(scheduler.config, "timestep_spacing", "leading")
+    if spacing == "trailing" and _trailing_tie(scheduler, steps, actual) and np.all(np.diff(actual) < 0):
+        return actual, ""
+    shown = lambda a: ", ".join(str(int(v) - 1) for v in a[-4:])  # noqa: E731 - diffusers' 0-based values
+    return intended, (f"schedule discrepancy: {len(actual)} timesteps ending ..., {shown(actual)} where the "
+                      f"configuration (timestep_spacing={spacing!r}) asks for {len(intended)} ending ..., {shown(intended)}")
+
+
+def reference_for(scheduler, d: int, eta: float = 0.0, *, mode: str = "exact") -> Reference:
+    """The lindiff process, sampler and options matching a scheduler on which ``set_timesteps`` was called.
+
+    In ``mode="statistical"`` non-affine options (clipping, thresholding) are allowed: the reference
+    is the law of the same scheduler with them switched off.
+    """
+    name = _check_supported(scheduler, mode)
+    steps = len(scheduler.timesteps) if getattr(scheduler, "num_inference_steps", None) is None \
+        else int(scheduler.num_inference_steps)
+    if name in _DISCRETE:
         process = _ddpm_process(scheduler)
-        ts = scheduler.timesteps.numpy().astype(np.int64) + 1
+        ts, discrepancy = _discrete_schedule(scheduler, steps)
         if name == "DDPMScheduler":
             vt = scheduler.config.variance_type
             variance = {"fixed_small": "beta_tilde", "fixed_small_log": "beta_tilde", "fixed_large": "beta",
-                        "fixed_large_log": "beta"}.get(vt)
+                        "fixed_large_log": "beta", "learned": "beta_tilde", "learned_range": "beta_tilde"}.get(vt)
             if variance is None:
-                raise ValueError(f"variance_type {vt!r} depends on the model output (not affine)")
+                raise ValueError(f"DDPMScheduler variance_type {vt!r} is not known to lindiff")
             # diffusers adds noise whenever the timestep value is > 0 (also on a last step above 0)
             opts = {"timesteps": ts, "variance": variance, "final_noise": bool(ts[-1] > 1)}
-            return Reference(process, "ddpm", opts, "standard", 1.0)
+            return Reference(process, "ddpm", opts, "standard", 1.0, discrepancy)
         if not getattr(scheduler.config, "set_alpha_to_one", True):
-            raise ValueError("DDIMScheduler(set_alpha_to_one=False) ends at alpha_bar_0, not 1; not supported")
-        return Reference(process, "ddim", {"timesteps": ts, "eta": float(eta)}, "standard", 1.0)
+            raise ValueError("DDIMScheduler(set_alpha_to_one=False) ends at alpha_bar_0, not 1; configure "
+                             "set_alpha_to_one=True")
+        return Reference(process, "ddim", {"timesteps": ts, "eta": float(eta)}, "standard", 1.0, discrepancy)
     sigmas = scheduler.sigmas.double().numpy()
     process = SigmaVP(float(sigmas.max()))
     sampler = {"EulerDiscreteScheduler": "euler_ve", "EulerAncestralDiscreteScheduler": "euler_ancestral",
@@ -117,84 +230,213 @@ def reference_for(scheduler, d: int, eta: float = 0.0) -> Reference:
     return Reference(process, sampler, opts, init, float(np.sqrt(1 + s_max**2)))
 
 
-def eps_model_for(model: LinearDenoiser, scheduler):
-    """A torch eps-model ``(sample, timestep) -> eps`` that evaluates lindiff's linear model at the noise
-    level the scheduler associates with ``timestep``; float64 inside, the sample's dtype outside."""
-    name = _name(scheduler)
-    sigma_based = name not in ("DDPMScheduler", "DDIMScheduler")
-    cache: dict = {}
+# ------------------------------------------------------------------------------------------------
+# the model, as a torch function of (sample, timestep)
+class _ModelOutput:
+    """``(sample, timestep) -> model output`` of lindiff's linear model in the scheduler's
+    ``prediction_type``, evaluated at the noise level the scheduler pairs with ``timestep``; float64
+    inside, the sample's dtype outside.  A plain class (no closures) so it pickles."""
 
-    def eps(sample, timestep):
-        t = float(timestep)
-        if sigma_based:
+    def __init__(self, model: LinearDenoiser, scheduler):
+        self.model = model
+        self.prediction = getattr(scheduler.config, "prediction_type", "epsilon")
+        self.discrete = _base_name(scheduler) in _DISCRETE
+        self.T = int(scheduler.config.num_train_timesteps)
+        if not self.discrete:
             ts = scheduler.timesteps.double().numpy()
-            idx = int(np.argmin(np.abs(ts - t)))
-            key = float(scheduler.sigmas[idx].double())
-        else:
-            key = int(round(t)) + 1
-        if key not in cache:
-            cache.clear()
-            W, b = model.affine(key)
-            cache[key] = (torch.from_numpy(W), torch.from_numpy(b))
-        W, b = cache[key]
+            sig = scheduler.sigmas.double().numpy()[: ts.size]
+            self.table = {float(t): float(s) for t, s in zip(ts[::-1], sig[::-1])}  # first pairing wins
+            self.ts, self.sig = ts, sig
+        self.cache: dict = {}
+
+    def time(self, timestep) -> float:
+        t = float(timestep)
+        if self.discrete:
+            # negative timesteps index alphas_cumprod from the end, as torch does
+            return float(int(round(t)) % self.T + 1)
+        if t in self.table:
+            return self.table[t]
+        return float(self.sig[int(np.argmin(np.abs(self.ts - t)))])
+
+    def coefficients(self, key: float):
+        if key not in self.cache:
+            if len(self.cache) > 8:
+                self.cache.clear()
+            W, b = self.model.affine(key)
+            process = self.model.process
+            a, s = float(process.alpha(key)), float(process.sigma(key))
+            eye = np.eye(W.shape[0])
+            if self.prediction == "epsilon":
+                out = (W, b)
+            elif self.prediction == "sample":  # x0 = (x - s eps) / a
+                out = ((eye - s * W) / a, -s * b / a)
+            else:  # v = a eps - s x0 = (eps - s x) / a on the VP state (a^2 + s^2 = 1)
+                out = ((W - s * eye) / a, b / a)
+            self.cache[key] = (torch.from_numpy(np.ascontiguousarray(out[0])), torch.from_numpy(np.asarray(out[1])))
+        return self.cache[key]
+
+    def __call__(self, sample, timestep):
+        W, b = self.coefficients(self.time(timestep))
         x = sample.reshape(sample.shape[0], -1).double()
         out = x @ W.T + b
         return out.reshape(sample.shape).to(sample.dtype)
 
-    return eps
+
+def model_output_for(model: LinearDenoiser, scheduler):
+    """A torch model ``(sample, timestep) -> output`` in the scheduler's ``prediction_type`` (see
+    :class:`_ModelOutput`); ``scheduler`` must have had ``set_timesteps`` called."""
+    _base_name(scheduler)
+    return _ModelOutput(model, scheduler)
+
+
+def eps_model_for(model: LinearDenoiser, scheduler):
+    """Backward-compatible name for :func:`model_output_for`."""
+    return model_output_for(model, scheduler)
+
+
+# ------------------------------------------------------------------------------------------------
+# running the loop
+class _Torch64(types.ModuleType):
+    """``torch`` as seen by a scheduler module run in float64: ``torch.float32`` is ``torch.float64``."""
+
+    def __init__(self):
+        super().__init__("torch")
+
+    def __getattr__(self, name):
+        return torch.float64 if name == "float32" else getattr(torch, name)
+
+
+def _widen(scheduler) -> None:
+    """Every floating tensor (and list of tensors) held by the scheduler, as float64."""
+    for key, value in list(vars(scheduler).items()):
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            setattr(scheduler, key, value.double())
+        elif isinstance(value, list) and value and all(isinstance(v, torch.Tensor) for v in value):
+            setattr(scheduler, key, [v.double() if v.is_floating_point() else v for v in value])
 
 
 @contextlib.contextmanager
-def _patched_noise(scheduler, noise):
+def _patched(scheduler, noise, precision: str):
     module = importlib.import_module(type(scheduler).__module__)
-    original = getattr(module, "randn_tensor", None)
-    if original is None:  # pragma: no cover - diffusers layout changed
-        raise RuntimeError(f"{module.__name__} has no randn_tensor to patch")
+    modules = {module}
+    for cls in type(scheduler).__mro__:  # a subclass runs its base class's step in the base's module
+        if cls.__module__.startswith("diffusers"):
+            modules.add(importlib.import_module(cls.__module__))
+    saved = []
 
     def fake(shape, generator=None, device=None, dtype=None, layout=None):
         arr = noise(tuple(shape))
         return torch.as_tensor(np.asarray(arr), dtype=dtype or torch.float32)
 
-    module.randn_tensor = fake
     try:
+        for mod in modules:
+            if hasattr(mod, "randn_tensor"):
+                saved.append((mod, "randn_tensor", mod.randn_tensor))
+                mod.randn_tensor = fake
+            if precision == "float64" and hasattr(mod, "torch"):
+                saved.append((mod, "torch", mod.torch))
+                mod.torch = _Torch64()
+        if not any(name == "randn_tensor" for _, name, _ in saved):  # pragma: no cover - diffusers layout changed
+            raise RuntimeError(f"{module.__name__} has no randn_tensor to patch")
         yield
     finally:
-        module.randn_tensor = original
+        for mod, name, value in reversed(saved):
+            setattr(mod, name, value)
 
 
-def run_pipeline_loop(scheduler, num_inference_steps: int, eps_model, x_T: np.ndarray, noise, latent_scale: float,
-                      **step_kwargs) -> np.ndarray:
-    """The diffusers pipeline loop on a batch ``x_T`` (VP state); every Gaussian draw comes from ``noise``."""
-    scheduler.set_timesteps(num_inference_steps)
-    latents = torch.as_tensor(np.asarray(x_T) * latent_scale, dtype=torch.float32)
-    with _patched_noise(scheduler, noise), torch.no_grad():
-        for t in scheduler.timesteps:
-            inp = scheduler.scale_model_input(latents, t)
-            out = eps_model(inp, t)
-            latents = scheduler.step(out, t, latents, **step_kwargs).prev_sample
+def _configured(scheduler, num_inference_steps: int):
+    """A copy of the scheduler with ``set_timesteps`` called (the user's object is left untouched)."""
+    sch = copy.deepcopy(scheduler)
+    sch.set_timesteps(num_inference_steps)
+    return sch
+
+
+def run_pipeline_loop(scheduler, num_inference_steps: int, model_fn, x_T: np.ndarray, noise, latent_scale: float,
+                      *, precision: str = "float64", **step_kwargs) -> np.ndarray:
+    """The diffusers pipeline loop on a batch ``x_T`` (VP state); every Gaussian draw comes from ``noise``.
+
+    Runs on a fresh copy of ``scheduler`` (``set_timesteps(num_inference_steps)`` is called on it);
+    ``precision="float64"`` widens its tables and its float32 up-casts (module docstring).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    sch = _configured(scheduler, num_inference_steps)
+    dtype = torch.float64 if precision == "float64" else torch.float32
+    if precision == "float64":
+        _widen(sch)
+    latents = torch.as_tensor(np.asarray(x_T, dtype=np.float64) * latent_scale, dtype=dtype)
+    with _patched(sch, noise, precision), torch.no_grad():
+        for t in sch.timesteps:
+            inp = sch.scale_model_input(latents, t)
+            out = model_fn(inp, t)
+            latents = sch.step(out, t, latents, **step_kwargs).prev_sample
     return latents.double().numpy()
 
 
+class _Loop:
+    """``run(x_T, eps_model, noise)`` for :func:`lindiff.testing.check_sampler` (picklable)."""
+
+    def __init__(self, scheduler, steps, model_fn, latent_scale, precision, step_kwargs):
+        self.args = (scheduler, steps, model_fn)
+        self.latent_scale, self.precision, self.step_kwargs = latent_scale, precision, step_kwargs
+
+    def __call__(self, x_T, _eps, noise):
+        scheduler, steps, model_fn = self.args
+        return run_pipeline_loop(scheduler, steps, model_fn, x_T, noise, self.latent_scale,
+                                 precision=self.precision, **self.step_kwargs)
+
+
 def check_scheduler(scheduler, num_inference_steps: int, X, *, eta: float | None = None, ridge: float = 0.0,
-                    mode: str = "exact", tolerance: float | None = None, n: int = 20_000, rng=None,
-                    false_alarm: float = 1e-3) -> OracleResult:
+                    mode: str = "exact", precision: str = "float64", tolerance: float | None = None,
+                    n: int = 20_000, rng=None, false_alarm: float = 1e-3) -> OracleResult:
     """Compare a configured diffusers scheduler with lindiff's exact law (see the module docstring).
 
-    ``X`` are the training points of the linear denoiser (fitted on the scheduler's own schedule);
-    ``eta`` is passed to ``DDIMScheduler.step``.
+    Parameters
+    ----------
+    scheduler : a diffusers scheduler instance (left untouched: a copy is run)
+    num_inference_steps : passed to ``set_timesteps``
+    X : training points of the linear denoiser (fitted on the scheduler's own schedule)
+    eta : passed to ``DDIMScheduler.step``
+    mode : ``"exact"`` (probing) or ``"statistical"`` (samples; also for clipping / thresholding)
+    precision : ``"float64"`` (default) or ``"float32"`` (module docstring)
+    tolerance, n, rng, false_alarm : see :func:`lindiff.testing.check_sampler`
+
+    Returns
+    -------
+    OracleResult
+        ``details`` holds the scheduler's class, its configuration, and for ``precision="float32"``
+        the float32-vs-float64 deviation (``"low_vs_float64"``); the message names any schedule
+        discrepancy.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     X = np.asarray(X, dtype=np.float64)
-    scheduler.set_timesteps(num_inference_steps)
-    ref = reference_for(scheduler, X.shape[1], eta or 0.0)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array of training points (N, d), got shape {X.shape}")
+    configured = _configured(scheduler, num_inference_steps)
+    ref = reference_for(configured, X.shape[1], eta or 0.0, mode=mode)
     model = LinearDenoiser.fit(X, ref.process, ridge=ridge)
-    torch_eps = eps_model_for(model, scheduler)
+    model_fn = model_output_for(model, configured)
     kwargs = {"eta": eta} if eta is not None else {}
+    loop_steps = len(configured.timesteps)
 
-    def run(x_T, _eps, noise):
-        return run_pipeline_loop(scheduler, num_inference_steps, torch_eps, x_T, noise, ref.latent_scale, **kwargs)
-
-    result = check_sampler(run, model, ref.sampler, init=ref.init, mode=mode, dtype=np.float32, tolerance=tolerance,
-                           n=n, rng=rng, false_alarm=false_alarm, **ref.options)
+    loop = _Loop(scheduler, num_inference_steps, model_fn, ref.latent_scale, precision, kwargs)
+    loop64 = _Loop(scheduler, num_inference_steps, model_fn, ref.latent_scale, "float64", kwargs)
+    result = check_sampler(loop, model, ref.sampler, init=ref.init, mode=mode,
+                           dtype=np.float64 if precision == "float64" else np.float32, tolerance=tolerance, n=n, rng=rng,
+                           false_alarm=false_alarm, loop_steps=loop_steps,
+                           run_float64=loop64 if precision == "float32" else None, **ref.options)
+    if ref.discrepancy:
+        result = _with_message(result, f"{result.message}; {ref.discrepancy}")
     result.details["scheduler"] = type(scheduler).__name__
     result.details["config"] = dict(scheduler.config)
+    result.details["precision"] = precision
+    if ref.discrepancy:
+        result.details["discrepancy"] = ref.discrepancy
     return result
+
+
+def _with_message(result: OracleResult, message: str, **changes) -> OracleResult:
+    fields = dict(result.__dict__)
+    fields.update(message=message, **changes)
+    return OracleResult(**fields)
