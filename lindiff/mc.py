@@ -25,7 +25,8 @@ from ._progress import Progress
 from ._validation import RNGLike, as_points, as_positive_int, as_rng, as_training_set
 from .gaussian import Gaussian
 from .processes import Process
-from .samplers import build_sampler
+from ._program import run_points
+from .samplers import _build
 from .scores import EmpiricalScore, GaussianScore, ScoreModel
 
 __all__ = ["Estimate", "sample", "moment_z_scores", "moment_p_values", "max_abs_z_threshold", "dsm_loss", "fit_linear",
@@ -97,9 +98,9 @@ def sample(model: ScoreModel, process: Process, sampler: str, n: int, rng: RNGLi
     batch_size = as_positive_int(batch_size, "batch_size")
     gen = as_rng(rng)
     if sampler == "sde":
-        prog = build_sampler(process, "euler_maruyama", sde_steps, t_min, grid=options.pop("grid", None))
+        prog = _build(process, "euler_maruyama", sde_steps, t_min, {"grid": options.pop("grid", None)}, "sample")
     else:
-        prog = build_sampler(process, sampler, steps, t_min, **options)
+        prog = _build(process, sampler, steps, t_min, options, "sample")
     out = np.empty((n, model.dim))
     batches = range(0, n, batch_size)
     work = len(batches) * max(len(prog.steps), 1)
@@ -111,17 +112,7 @@ def sample(model: ScoreModel, process: Process, sampler: str, n: int, rng: RNGLi
                 x = _integrate_ode(model, prog, x, rtol)
                 bar.update(1)
             else:
-                prev = x
-                for st in prog.steps:
-                    regs = [x, prev]
-                    for stage in st.stages:
-                        y = sum(c * r for c, r in zip(stage.inputs, regs) if c != 0)
-                        regs.append(np.atleast_2d(model.score(y, stage.t)))
-                    prev = x
-                    x = sum(c * r for c, r in zip(st.out, regs) if c != 0)
-                    if st.noise:
-                        x = x + st.noise * gen.standard_normal(x.shape)
-                    bar.update(1)
+                x = run_points(model, prog, x, gen, on_step=lambda: bar.update(1))
             out[start : start + m] = x
     return out
 

@@ -140,14 +140,17 @@ class SpectralForm:
         ``k = (1 - sigma^2 g) / alpha`` with ``1 - sigma^2 g = (alpha^2 l + r + sigma^2 e^{-2 lr tau h}) / h``
         (the last term only with a finite ``train_time``): a sum of non-negative terms.
         """
+        return self.x0_fraction(t, alpha, sigma) / alpha
+
+    def x0_fraction(self, t: float, alpha: float, sigma: float) -> np.ndarray:
+        """``alpha k = 1 - sigma^2 g`` per mode (see :meth:`x0_gains`), finite also where alpha underflows to 0."""
         r = self.ridge_at(np.asarray(t, float))
         num = alpha * alpha * self.eigenvalues + r
         h = num + sigma * sigma
         if self.train_time is not None:
             num = num + sigma * sigma * np.exp(-2.0 * self.lr * self.train_time * h)
         with np.errstate(divide="ignore", invalid="ignore"):
-            frac = np.where(h > 0, num / np.where(h > 0, h, 1.0), 1.0)
-        return frac / alpha
+            return np.where(h > 0, num / np.where(h > 0, h, 1.0), 1.0)
 
     @property
     def is_exact_gaussian_score(self) -> bool:
