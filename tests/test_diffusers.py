@@ -44,8 +44,8 @@ def _schedulers():
 def test_scheduler_matches_lindiff_exactly(name, make, steps, kw):
     result = check_scheduler(make(), steps, X, **kw)
     assert result, result.message
-    # and the discrepancy is at float32 level, far from the tolerance's edge for a correct sampler
-    assert result.cov_error < 1e-4 and result.mean_error < 1e-4
+    # run in float64, the loop and lindiff agree to round-off, far from the tolerance's edge
+    assert result.cov_error < 1e-11 and result.mean_error < 1e-11
 
 
 def test_statistical_mode_on_ddpm():
@@ -88,10 +88,96 @@ def test_oracle_measures_the_known_bugs():
         assert "NaN" in nan.message
 
 
-def test_unsupported_configurations_are_refused():
+def test_unsupported_configurations_are_refused_with_what_to_switch_off():
     from diffusers import DDPMScheduler
 
     sch = DDPMScheduler()  # clip_sample=True by default: nonlinear
     sch.set_timesteps(10)
-    with pytest.raises(ValueError, match="clip_sample"):
+    with pytest.raises(ValueError, match="clip_sample=False.*mode='statistical'"):
         reference_for(sch, 3)
+    with pytest.raises(ValueError, match="thresholding=False"):
+        check_scheduler(DDPMScheduler(clip_sample=False, thresholding=True), 10, X)
+
+
+def test_statistical_mode_runs_the_non_affine_loop_it_is_offered_for():
+    """The refusal suggests mode='statistical'; it must then run the clipped loop (compared with the
+    law of the same scheduler without clipping)."""
+    from diffusers import DDPMScheduler
+
+    wide = check_scheduler(DDPMScheduler(clip_sample=True, clip_sample_range=1e3), 50, X, mode="statistical", n=4000, rng=0)
+    assert wide, wide.message  # the clip never acts
+    tight = check_scheduler(DDPMScheduler(clip_sample=True, clip_sample_range=0.2), 50, X, mode="statistical", n=4000,
+                            rng=0)
+    assert not tight and tight.max_z > tight.threshold
+
+
+# --- float64 runs and single-coefficient mutations (issue 12 §1) -----------------------------------
+def _variance_mutant(factor, at=500):
+    from diffusers import DDPMScheduler
+
+    class Mutant(DDPMScheduler):
+        def _get_variance(self, t, predicted_variance=None, variance_type=None):
+            v = super()._get_variance(t, predicted_variance, variance_type)
+            return v * factor if int(t) == at else v
+
+    return Mutant(clip_sample=False)
+
+
+def test_1000_step_ddpm_agrees_to_float64_precision_and_single_step_mutants_fail():
+    from diffusers import DDPMScheduler
+
+    good = check_scheduler(DDPMScheduler(clip_sample=False), 1000, X)
+    assert good and good.cov_error < 1e-11 and good.mean_error < 1e-11, good.message
+    for factor in (1.1, 2.0):
+        bad = check_scheduler(_variance_mutant(factor), 1000, X)
+        assert not bad, f"x{factor} variance at step 500 of 1000 passed: {bad.message}"
+        assert bad.cov_error > 1e3 * bad.tolerance  # far outside, not at the edge
+        assert bad.details["scheduler"] == "Mutant"
+
+
+def test_a_0_1_percent_shift_of_one_sigma_in_a_12_step_euler_fails():
+    from diffusers import EulerDiscreteScheduler
+
+    class Shifted(EulerDiscreteScheduler):
+        def set_timesteps(self, *args, **kwargs):
+            super().set_timesteps(*args, **kwargs)
+            self.sigmas[6] *= 1.001
+
+    assert check_scheduler(EulerDiscreteScheduler(), 12, X)
+    bad = check_scheduler(Shifted(), 12, X)
+    assert not bad and bad.cov_error > 1e-6, bad.message
+
+
+@pytest.mark.parametrize("make,steps", [(lambda d: d.DDPMScheduler(clip_sample=False), 50),
+                                        (lambda d: d.EulerDiscreteScheduler(), 25),
+                                        (lambda d: d.DDPMScheduler(clip_sample=False, beta_schedule="squaredcos_cap_v2"), 100)],
+                         ids=["ddpm", "euler", "ddpm-cosine"])
+def test_float32_runs_are_judged_by_their_float64_twin(make, steps):
+    res = check_scheduler(make(diffusers), steps, X, precision="float32")
+    assert res, res.message
+    assert 0 < res.details["low_vs_float64"] < 1e-2 and res.cov_error <= res.tolerance
+
+
+def test_trailing_spacing_that_diffusers_overshoots_is_a_measured_discrepancy():
+    """T = 1000, n = 61: diffusers' float arange gives 62 timesteps ending at -1; lindiff's trailing
+    spacing (integers) has 61 and the adapter reports the effect instead of refusing."""
+    from diffusers import DDIMScheduler
+
+    law = ld.sampling_law(ld.GaussianScore(ld.Gaussian.standard(2), ld.DDPM.linear(1000)), ld.DDPM.linear(1000), "ddim",
+                          61, spacing="trailing")
+    assert np.all(np.isfinite(law.eigenvalues))
+    res = check_scheduler(DDIMScheduler(clip_sample=False, timestep_spacing="trailing"), 61, X)
+    assert not res and "schedule discrepancy" in res.message and "-1" in res.details["discrepancy"]
+    assert res.cov_error > 0.1  # the extra step at alphas_cumprod[-1] destroys the sample
+    assert check_scheduler(DDIMScheduler(clip_sample=False, timestep_spacing="trailing"), 50, X)
+
+
+def test_prediction_types_are_supported():
+    from diffusers import DDIMScheduler, DDPMScheduler, EulerDiscreteScheduler
+
+    for pred in ("v_prediction", "sample"):
+        for make in (lambda: DDPMScheduler(clip_sample=False, prediction_type=pred),
+                     lambda: DDIMScheduler(clip_sample=False, prediction_type=pred),
+                     lambda: EulerDiscreteScheduler(prediction_type=pred)):
+            res = check_scheduler(make(), 20, X)
+            assert res and res.cov_error < 1e-12, res.message

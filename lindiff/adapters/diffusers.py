@@ -70,7 +70,7 @@ import numpy as np
 
 from ..gaussian import Gaussian
 from ..processes import DDPM, SigmaVP
-from ..samplers import ddpm_timesteps
+from ..samplers import ddpm_timesteps, sampling_law
 from ..scores import LinearDenoiser
 from ..testing.oracle import OracleResult, check_sampler
 
@@ -79,7 +79,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("lindiff.adapters.diffusers needs torch and diffusers: pip install 'lindiff[diffusers]'") from exc
 
-__all__ = ["SUPPORTED", "PRECISIONS", "Reference", "reference_for", "model_output_for", "eps_model_for",
+__all__ = ["SUPPORTED", "PRECISIONS", "Reference", "SchedulerCrash", "reference_for", "model_output_for", "eps_model_for",
            "run_pipeline_loop", "check_scheduler"]
 
 SUPPORTED = ("DDPMScheduler", "DDIMScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
@@ -183,6 +183,110 @@ def _discrete_schedule(scheduler, steps: int) -> tuple[np.ndarray, str]:
                       f"configuration (timestep_spacing={spacing!r}) asks for {len(intended)} ending ..., {shown(intended)}")
 
 
+_U32 = float(np.finfo(np.float32).eps)
+# diffusers computes sigma tables from the float32 alphas_cumprod in float32 / float64 and stores them
+# in float32: a few float32 ulps; a schedule further off than this is not the configured one
+_SIGMA_RTOL = 16 * _U32
+_EULER_FAMILY = ("EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler")
+
+
+def _train_sigmas(scheduler) -> np.ndarray:
+    """sigma_ve of every training timestep, from the scheduler's (widened) alphas_cumprod table."""
+    acp = scheduler.alphas_cumprod.double().numpy()
+    return np.sqrt((1.0 - acp) / acp)
+
+
+def _euler_timesteps(scheduler, steps: int) -> np.ndarray:
+    """The float timesteps of diffusers' Euler-family spacing (Lin et al. 2023, Table 2): linspace
+    ``linspace(0, T-1, n)``, leading ``arange(n) T//n + steps_offset``, trailing ``round(T (n-k)/n) - 1``."""
+    cfg = scheduler.config
+    T = int(cfg.num_train_timesteps)
+    spacing = cfg.timestep_spacing
+    if spacing == "linspace":
+        return np.linspace(0, T - 1, steps)[::-1]
+    if spacing == "leading":
+        return (np.arange(steps) * (T // steps))[::-1] + float(cfg.steps_offset)
+    return (ddpm_timesteps(T, steps, "trailing") - 1).astype(float)
+
+
+def _sigma_option(cfg) -> str:
+    for key in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"):
+        if getattr(cfg, key, False):
+            return key
+    return "interpolated"
+
+
+def _shape_sigmas(option: str, s_max: float, s_min: float, n: int, cfg) -> np.ndarray:
+    """The sigma option's law between its end points: Karras et al. (2022) eq. (5) with rho = 7,
+    log-uniform (exponential), or Lee et al. (2024) beta(0.6, 0.6) quantiles."""
+    s_min = float(getattr(cfg, "sigma_min", None) or s_min)
+    s_max = float(getattr(cfg, "sigma_max", None) or s_max)
+    ramp = np.linspace(0.0, 1.0, n)
+    if option == "use_karras_sigmas":
+        rho = 7.0
+        return (s_max ** (1 / rho) + ramp * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
+    if option == "use_exponential_sigmas":
+        return np.exp(np.linspace(np.log(s_max), np.log(s_min), n))
+    from scipy import stats
+
+    return s_min + stats.beta.ppf(1.0 - ramp, 0.6, 0.6) * (s_max - s_min)
+
+
+def _intended_sigmas(scheduler, steps: int, name: str) -> np.ndarray | None:
+    """The sigma grid (with its final entry) the configuration asks for, computed in float64 from the
+    scheduler's alphas_cumprod; None where lindiff does not re-derive the scheduler's spacing."""
+    cfg = scheduler.config
+    train = _train_sigmas(scheduler)
+    option = _sigma_option(cfg)
+    if name in _EULER_FAMILY:
+        if getattr(cfg, "interpolation_type", "linear") != "linear":
+            return None
+        ts = _euler_timesteps(scheduler, steps)
+        base = np.interp(ts, np.arange(train.size), train)
+        grid = base if option == "interpolated" else _shape_sigmas(option, base[0], base[-1], steps, cfg)
+    elif name == "DPMSolverMultistepScheduler":
+        if getattr(cfg, "use_lu_lambdas", False) or getattr(cfg, "use_flow_sigmas", False):
+            return None
+        ts = scheduler.timesteps.double().numpy()  # its own spacing (lambda clipping) is read, not re-derived
+        grid = (np.interp(ts, np.arange(train.size), train) if option == "interpolated"
+                else _shape_sigmas(option, train[-1], train[0], steps, cfg))
+    else:
+        return None
+    final = getattr(cfg, "final_sigmas_type", "zero")
+    return np.concatenate([grid, [0.0 if final == "zero" else train[0]]])
+
+
+def _duplicates(scheduler) -> str:
+    ts = scheduler.timesteps.double().numpy()
+    vals, counts = np.unique(ts, return_counts=True)
+    if np.all(counts == 1):
+        return ""
+    shown = ", ".join(f"{v:g} x{c}" for v, c in zip(vals, counts) if c > 1)
+    return (f"duplicate timesteps ({shown}): a timestep-conditioned model evaluates repeated timesteps at one "
+            "noise level (lindiff's model: the first), where the scheduler's update assumes different sigmas")
+
+
+def _sigma_schedule(scheduler, steps: int, name: str) -> tuple[np.ndarray, str]:
+    """(sigma grid for the reference, discrepancy message or "")."""
+    actual = scheduler.sigmas.double().numpy()
+    intended = _intended_sigmas(scheduler, steps, name)
+    dup = _duplicates(scheduler)
+    if dup:
+        return (actual if intended is None or intended.shape != actual.shape else intended), dup
+    if intended is None:
+        return actual, ""
+    if actual.shape == intended.shape:
+        err = np.abs(actual - intended) / np.maximum(np.abs(intended), np.finfo(float).tiny)
+        err[intended == 0] = np.abs(actual[intended == 0]) / max(float(intended.max()), 1.0)
+        worst = int(np.argmax(err))
+        if err[worst] <= _SIGMA_RTOL:
+            return actual, ""
+        return intended, (f"schedule discrepancy: sigmas[{worst}] = {actual[worst]:.7g} where the configuration "
+                          f"({_sigma_option(scheduler.config)}, timestep_spacing={scheduler.config.timestep_spacing!r}) "
+                          f"gives {intended[worst]:.7g} (relative {err[worst]:.2g})")
+    return intended, f"schedule discrepancy: {actual.size} sigmas where the configuration gives {intended.size}"
+
+
 def reference_for(scheduler, d: int, eta: float = 0.0, *, mode: str = "exact") -> Reference:
     """The lindiff process, sampler and options matching a scheduler on which ``set_timesteps`` was called.
 
@@ -208,8 +312,9 @@ def reference_for(scheduler, d: int, eta: float = 0.0, *, mode: str = "exact") -
             raise ValueError("DDIMScheduler(set_alpha_to_one=False) ends at alpha_bar_0, not 1; configure "
                              "set_alpha_to_one=True")
         return Reference(process, "ddim", {"timesteps": ts, "eta": float(eta)}, "standard", 1.0, discrepancy)
-    sigmas = scheduler.sigmas.double().numpy()
-    process = SigmaVP(float(sigmas.max()))
+    sigmas, discrepancy = _sigma_schedule(scheduler, steps, name)
+    # the model is also evaluated at the scheduler's own sigmas (which may differ from the intended ones)
+    process = SigmaVP(float(max(sigmas.max(), scheduler.sigmas.double().max())))
     sampler = {"EulerDiscreteScheduler": "euler_ve", "EulerAncestralDiscreteScheduler": "euler_ancestral",
                "DPMSolverMultistepScheduler": "dpmpp_2m"}[name]
     opts: dict = {"grid": sigmas}
@@ -221,13 +326,13 @@ def reference_for(scheduler, d: int, eta: float = 0.0, *, mode: str = "exact") -
         opts["lower_order_final"] = bool(cfg.lower_order_final)
         if getattr(cfg, "euler_at_final", False):
             raise ValueError("euler_at_final=True is not supported")
-        return Reference(process, sampler, opts, "standard", 1.0)
+        return Reference(process, sampler, opts, "standard", 1.0, discrepancy)
     s_max = float(sigmas.max())
     latent = float(scheduler.init_noise_sigma)
     # diffusers draws latents ~ N(0, init_noise_sigma^2) in the VE state x_ve = x_vp sqrt(1 + s_max^2)
     c2 = latent**2 / (1 + s_max**2)
     init = Gaussian.from_spectrum(np.full(d, c2))
-    return Reference(process, sampler, opts, init, float(np.sqrt(1 + s_max**2)))
+    return Reference(process, sampler, opts, init, float(np.sqrt(1 + s_max**2)), discrepancy)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -259,6 +364,7 @@ class _ModelOutput:
         return float(self.sig[int(np.argmin(np.abs(self.ts - t)))])
 
     def coefficients(self, key: float):
+        """(W^T, b) of the output at lindiff time ``key``: ``output = x @ W^T + b``."""
         if key not in self.cache:
             if len(self.cache) > 8:
                 self.cache.clear()
@@ -272,13 +378,17 @@ class _ModelOutput:
                 out = ((eye - s * W) / a, -s * b / a)
             else:  # v = a eps - s x0 = (eps - s x) / a on the VP state (a^2 + s^2 = 1)
                 out = ((W - s * eye) / a, b / a)
-            self.cache[key] = (torch.from_numpy(np.ascontiguousarray(out[0])), torch.from_numpy(np.asarray(out[1])))
+            self.cache[key] = (np.ascontiguousarray(out[0].T), np.asarray(out[1], dtype=np.float64))
         return self.cache[key]
 
     def __call__(self, sample, timestep):
-        W, b = self.coefficients(self.time(timestep))
-        x = sample.reshape(sample.shape[0], -1).double()
-        out = x @ W.T + b
+        try:
+            W, b = self.coefficients(self.time(timestep))
+        except Exception as exc:  # lindiff's side: not a scheduler crash
+            raise _ModelError(f"lindiff's model at timestep {float(timestep):g}: {exc}") from exc
+        # numpy for the small product: torch's matmul dispatch costs 4x more at these sizes
+        x = sample.reshape(sample.shape[0], -1).double().numpy()
+        out = torch.from_numpy(x @ W + b)
         return out.reshape(sample.shape).to(sample.dtype)
 
 
@@ -373,6 +483,14 @@ def run_pipeline_loop(scheduler, num_inference_steps: int, model_fn, x_T: np.nda
     return latents.double().numpy()
 
 
+class _ModelError(RuntimeError):
+    """lindiff's model could not be evaluated where the scheduler asked (propagated, not a crash)."""
+
+
+class SchedulerCrash(RuntimeError):
+    """The diffusers scheduler raised while lindiff ran it (a finding, reported by :func:`check_scheduler`)."""
+
+
 class _Loop:
     """``run(x_T, eps_model, noise)`` for :func:`lindiff.testing.check_sampler` (picklable)."""
 
@@ -382,8 +500,20 @@ class _Loop:
 
     def __call__(self, x_T, _eps, noise):
         scheduler, steps, model_fn = self.args
-        return run_pipeline_loop(scheduler, steps, model_fn, x_T, noise, self.latent_scale,
-                                 precision=self.precision, **self.step_kwargs)
+        try:
+            return run_pipeline_loop(scheduler, steps, model_fn, x_T, noise, self.latent_scale,
+                                     precision=self.precision, **self.step_kwargs)
+        except _ModelError:
+            raise
+        except Exception as exc:  # anything diffusers raises on a valid configuration is a finding
+            raise SchedulerCrash(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _crash_result(scheduler, where: str, exc: Exception, reference=None) -> OracleResult:
+    msg = f"FAIL: {type(scheduler).__name__} crashed in {where}: {exc}"
+    ref = reference if reference is not None else Gaussian.standard(1)
+    return OracleResult(False, "crash", ref, None, None, None, None, None, None, msg,
+                        {"crash": str(exc), "scheduler": type(scheduler).__name__, "config": dict(scheduler.config)})
 
 
 def check_scheduler(scheduler, num_inference_steps: int, X, *, eta: float | None = None, ridge: float = 0.0,
@@ -413,7 +543,11 @@ def check_scheduler(scheduler, num_inference_steps: int, X, *, eta: float | None
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-D array of training points (N, d), got shape {X.shape}")
-    configured = _configured(scheduler, num_inference_steps)
+    _check_supported(scheduler, mode)
+    try:
+        configured = _configured(scheduler, num_inference_steps)
+    except Exception as exc:  # noqa: BLE001 - set_timesteps failing on a valid configuration is a finding
+        return _crash_result(scheduler, "set_timesteps", exc)
     ref = reference_for(configured, X.shape[1], eta or 0.0, mode=mode)
     model = LinearDenoiser.fit(X, ref.process, ridge=ridge)
     model_fn = model_output_for(model, configured)
@@ -422,10 +556,18 @@ def check_scheduler(scheduler, num_inference_steps: int, X, *, eta: float | None
 
     loop = _Loop(scheduler, num_inference_steps, model_fn, ref.latent_scale, precision, kwargs)
     loop64 = _Loop(scheduler, num_inference_steps, model_fn, ref.latent_scale, "float64", kwargs)
-    result = check_sampler(loop, model, ref.sampler, init=ref.init, mode=mode,
-                           dtype=np.float64 if precision == "float64" else np.float32, tolerance=tolerance, n=n, rng=rng,
-                           false_alarm=false_alarm, loop_steps=loop_steps,
-                           run_float64=loop64 if precision == "float32" else None, **ref.options)
+    try:
+        result = check_sampler(loop, model, ref.sampler, init=ref.init, mode=mode,
+                               dtype=np.float64 if precision == "float64" else np.float32, tolerance=tolerance, n=n,
+                               rng=rng, false_alarm=false_alarm, loop_steps=loop_steps,
+                               run_float64=loop64 if precision == "float32" else None, **ref.options)
+    except SchedulerCrash as exc:
+        reference = sampling_law(model, model.process, ref.sampler, init=ref.init, **ref.options)
+        out = _crash_result(scheduler, "step", exc, reference)
+        if ref.discrepancy:
+            out = _with_message(out, f"{out.message}; {ref.discrepancy}")
+            out.details["discrepancy"] = ref.discrepancy
+        return out
     if ref.discrepancy:
         result = _with_message(result, f"{result.message}; {ref.discrepancy}")
     result.details["scheduler"] = type(scheduler).__name__

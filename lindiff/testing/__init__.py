@@ -6,9 +6,10 @@ on Gaussian data; ``probe_affine`` recovers the affine map of any black-box step
 strategies live in :mod:`lindiff.testing.strategies` (imported on first use; needs ``hypothesis``).
 """
 
-from .oracle import AffineProbe, NonAffineError, OracleResult, check_sampler, probe_affine, probe_loop
+from .oracle import AffineProbe, NonAffineError, OracleResult, check_sampler, probe_affine, probe_loop, roundoff_tolerance
 
-__all__ = ["AffineProbe", "NonAffineError", "OracleResult", "check_sampler", "probe_affine", "probe_loop", "strategies"]
+__all__ = ["AffineProbe", "NonAffineError", "OracleResult", "check_sampler", "probe_affine", "probe_loop", "roundoff_tolerance",
+           "strategies"]
 
 
 def __getattr__(name):

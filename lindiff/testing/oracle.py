@@ -404,10 +404,12 @@ def check_sampler(run: Callable, model: AffineModel, sampler: str, steps: int | 
     >>> import lindiff as ld
     >>> p = ld.DDPM.linear(50)
     >>> model = ld.GaussianScore(ld.Gaussian.from_spectrum([1.0, 0.2]), p)
-    >>> prog = ld.samplers.build_sampler(p, "ddim", 10)
-    >>> def run(x, eps, noise):
-    ...     for st in prog.steps:  # DDIM, written out: x' = a x + c score
-    ...         x = st.out[0] * x - st.out[2] * eps(x, st.t) / float(p.sigma(st.t))
+    >>> abar, ts = p.alpha_bar, ld.samplers.ddpm_timesteps(50, 10)  # 1-based steps, leading spacing
+    >>> def run(x, eps, noise):  # DDIM (Song et al. 2021, eq. 12), written out
+    ...     for t, s in zip(ts, list(ts[1:]) + [0]):
+    ...         e = eps(x, t)
+    ...         x0 = (x - np.sqrt(1 - abar[t]) * e) / np.sqrt(abar[t])
+    ...         x = np.sqrt(abar[s]) * x0 + np.sqrt(1 - abar[s]) * e
     ...     return x
     >>> bool(check_sampler(run, model, "ddim", 10))
     True
