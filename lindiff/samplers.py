@@ -550,6 +550,10 @@ _register("ode", r"""
 The exact probability-flow ODE solution: ``x_t - alpha_t m = sqrt(lambda_t/lambda_T) (x_T - alpha_T m)``
 for an exact Gaussian score (Pierret & Galerne's eq. 7); moment ODEs otherwise (as ``"sde"``).""")
 
+from ._samplers_diffusers import register as _register_diffusers  # noqa: E402 (UniPC, DEIS, PNDM, ...)
+
+_register_diffusers(_register)
+
 SAMPLERS = tuple(_REGISTRY)
 _CONTINUOUS_ONLY = tuple(s.name for s in _REGISTRY.values() if s.continuous_only) + ("sde", "ode")
 __doc__ = __doc__.replace("<<SAMPLERS>>", _sampler_docs())

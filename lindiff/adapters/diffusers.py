@@ -83,7 +83,8 @@ __all__ = ["SUPPORTED", "PRECISIONS", "Reference", "SchedulerCrash", "reference_
            "run_pipeline_loop", "check_scheduler"]
 
 SUPPORTED = ("DDPMScheduler", "DDIMScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
-             "DPMSolverMultistepScheduler")
+             "DPMSolverMultistepScheduler", "UniPCMultistepScheduler", "DEISMultistepScheduler",
+             "DPMSolverSinglestepScheduler")
 PRECISIONS = ("float64", "float32")
 _DISCRETE = ("DDPMScheduler", "DDIMScheduler")
 _PREDICTIONS = ("epsilon", "v_prediction", "sample")
@@ -315,17 +316,9 @@ def reference_for(scheduler, d: int, eta: float = 0.0, *, mode: str = "exact") -
     sigmas, discrepancy = _sigma_schedule(scheduler, steps, name)
     # the model is also evaluated at the scheduler's own sigmas (which may differ from the intended ones)
     process = SigmaVP(float(max(sigmas.max(), scheduler.sigmas.double().max())))
-    sampler = {"EulerDiscreteScheduler": "euler_ve", "EulerAncestralDiscreteScheduler": "euler_ancestral",
-               "DPMSolverMultistepScheduler": "dpmpp_2m"}[name]
-    opts: dict = {"grid": sigmas}
-    if name == "DPMSolverMultistepScheduler":
-        cfg = scheduler.config
-        if cfg.algorithm_type != "dpmsolver++" or cfg.solver_order != 2 or cfg.solver_type != "midpoint":
-            raise ValueError("DPMSolverMultistepScheduler is supported with algorithm_type='dpmsolver++', "
-                             "solver_order=2, solver_type='midpoint' (the defaults)")
-        opts["lower_order_final"] = bool(cfg.lower_order_final)
-        if getattr(cfg, "euler_at_final", False):
-            raise ValueError("euler_at_final=True is not supported")
+    sampler, opts, sigmas = _SIGMA_SAMPLERS[name](scheduler.config, eta, sigmas)
+    opts = {"grid": sigmas, **opts}
+    if name in _VP_LATENTS:  # latents are the VP state itself (init_noise_sigma = 1)
         return Reference(process, sampler, opts, "standard", 1.0, discrepancy)
     s_max = float(sigmas.max())
     latent = float(scheduler.init_noise_sigma)
@@ -333,6 +326,78 @@ def reference_for(scheduler, d: int, eta: float = 0.0, *, mode: str = "exact") -
     c2 = latent**2 / (1 + s_max**2)
     init = Gaussian.from_spectrum(np.full(d, c2))
     return Reference(process, sampler, opts, init, float(np.sqrt(1 + s_max**2)), discrepancy)
+
+
+def _refuse(name: str, what: str) -> None:
+    raise ValueError(f"{name}: {what}")
+
+
+def _no_op_tail(sigmas: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Drop a repeated last sigma (a step from sigma_min to sigma_min does nothing)."""
+    if sigmas.size > 2 and sigmas[-1] == sigmas[-2]:
+        return sigmas[:-1], True
+    return sigmas, False
+
+
+def _deis(cfg, eta, sigmas):
+    if cfg.algorithm_type != "deis" or cfg.solver_type != "logrho":
+        _refuse("DEISMultistepScheduler", "supported with algorithm_type='deis', solver_type='logrho'")
+    n = sigmas.size - 1
+    from .._samplers_diffusers import _multistep_orders
+
+    orders = _multistep_orders(n, int(cfg.solver_order), bool(cfg.lower_order_final), False)
+    sigmas, dropped = _no_op_tail(sigmas)
+    return "deis", {"solver_order": int(cfg.solver_order), "orders": tuple(orders[: sigmas.size - 1])}, sigmas
+
+
+def _singlestep(cfg, eta, sigmas):
+    from .._samplers_diffusers import singlestep_orders
+
+    n = sigmas.size - 1
+    orders = singlestep_orders(n, int(cfg.solver_order), bool(cfg.lower_order_final), cfg.final_sigmas_type == "zero")
+    if len(orders) != n:
+        orders = None  # lindiff's builder explains why the configuration is undefined
+    opts = {"solver_order": int(cfg.solver_order), "algorithm_type": cfg.algorithm_type, "solver_type": cfg.solver_type,
+            "lower_order_final": bool(cfg.lower_order_final), "orders": None if orders is None else tuple(orders)}
+    return "dpmsolver_singlestep", opts, sigmas
+
+
+def _dpm_multistep(cfg, eta):
+    if cfg.algorithm_type != "dpmsolver++" or cfg.solver_order != 2 or cfg.solver_type != "midpoint":
+        _refuse("DPMSolverMultistepScheduler", "supported with algorithm_type='dpmsolver++', solver_order=2, "
+                "solver_type='midpoint' (the defaults)")
+    if getattr(cfg, "euler_at_final", False):
+        _refuse("DPMSolverMultistepScheduler", "euler_at_final=True is not supported")
+    return "dpmpp_2m", {"lower_order_final": bool(cfg.lower_order_final)}
+
+
+def _unipc(cfg, eta):
+    if getattr(cfg, "solver_p", None) is not None:
+        _refuse("UniPCMultistepScheduler", "solver_p (an external predictor) is not supported; configure solver_p=None")
+    return "unipc", {"solver_order": int(cfg.solver_order), "solver_type": cfg.solver_type,
+                     "predict_x0": bool(cfg.predict_x0), "lower_order_final": bool(cfg.lower_order_final),
+                     "disable_corrector": tuple(int(i) for i in cfg.disable_corrector)}
+
+
+def _plain(fn):
+    """Adapt ``fn(cfg, eta) -> (sampler, options)`` to the ``(cfg, eta, sigmas)`` signature."""
+    def wrapped(cfg, eta, sigmas):
+        sampler, opts = fn(cfg, eta)
+        return sampler, opts, sigmas
+
+    return wrapped
+
+
+_SIGMA_SAMPLERS = {
+    "EulerDiscreteScheduler": _plain(lambda cfg, eta: ("euler_ve", {})),
+    "EulerAncestralDiscreteScheduler": _plain(lambda cfg, eta: ("euler_ancestral", {})),
+    "DPMSolverMultistepScheduler": _plain(_dpm_multistep),
+    "UniPCMultistepScheduler": _plain(_unipc),
+    "DEISMultistepScheduler": _deis,
+    "DPMSolverSinglestepScheduler": _singlestep,
+}
+_VP_LATENTS = ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler", "DEISMultistepScheduler",
+               "DPMSolverSinglestepScheduler")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -427,8 +492,9 @@ def _widen(scheduler) -> None:
 
 @contextlib.contextmanager
 def _patched(scheduler, noise, precision: str):
-    module = importlib.import_module(type(scheduler).__module__)
-    modules = {module}
+    # a scheduler module without randn_tensor draws no noise (and a torch.randn call there would be
+    # caught by the probe's affinity check)
+    modules = {importlib.import_module(type(scheduler).__module__)}
     for cls in type(scheduler).__mro__:  # a subclass runs its base class's step in the base's module
         if cls.__module__.startswith("diffusers"):
             modules.add(importlib.import_module(cls.__module__))
@@ -446,8 +512,6 @@ def _patched(scheduler, noise, precision: str):
             if precision == "float64" and hasattr(mod, "torch"):
                 saved.append((mod, "torch", mod.torch))
                 mod.torch = _Torch64()
-        if not any(name == "randn_tensor" for _, name, _ in saved):  # pragma: no cover - diffusers layout changed
-            raise RuntimeError(f"{module.__name__} has no randn_tensor to patch")
         yield
     finally:
         for mod, name, value in reversed(saved):
@@ -509,6 +573,24 @@ class _Loop:
             raise SchedulerCrash(f"{type(exc).__name__}: {exc}") from exc
 
 
+class _UndefinedReference(ValueError):
+    pass
+
+
+def _undefined_result(scheduler, loop, model, exc, ref) -> OracleResult:
+    """lindiff's law of the configured method does not exist; say what the scheduler returns instead."""
+    try:
+        out = loop(np.zeros((1, model.dim)), None, lambda shape: np.zeros(shape))
+        seen = "NaN or infinite values" if not np.all(np.isfinite(out)) else "finite values"
+    except Exception as crash:  # noqa: BLE001 - reported
+        seen = f"an exception ({crash})"
+    msg = f"UNDEFINED: the configured method has no exact law ({exc}); {type(scheduler).__name__} returns {seen}"
+    if ref.discrepancy:
+        msg += f"; {ref.discrepancy}"
+    return OracleResult(False, "undefined", Gaussian.standard(model.dim), None, None, None, None, None, None, msg,
+                        {"undefined": str(exc), "scheduler": type(scheduler).__name__, "config": dict(scheduler.config)})
+
+
 def _crash_result(scheduler, where: str, exc: Exception, reference=None) -> OracleResult:
     msg = f"FAIL: {type(scheduler).__name__} crashed in {where}: {exc}"
     ref = reference if reference is not None else Gaussian.standard(1)
@@ -554,6 +636,11 @@ def check_scheduler(scheduler, num_inference_steps: int, X, *, eta: float | None
     kwargs = {"eta": eta} if eta is not None else {}
     loop_steps = len(configured.timesteps)
 
+    try:  # a configuration whose method is undefined (e.g. an order-2 step onto sigma = 0)
+        sampling_law(model, model.process, ref.sampler, init=ref.init, **ref.options)
+    except ValueError as exc:
+        return _undefined_result(scheduler, _Loop(scheduler, num_inference_steps, model_fn, ref.latent_scale, precision,
+                                                  kwargs), model, exc, ref)
     loop = _Loop(scheduler, num_inference_steps, model_fn, ref.latent_scale, precision, kwargs)
     loop64 = _Loop(scheduler, num_inference_steps, model_fn, ref.latent_scale, "float64", kwargs)
     try:
@@ -561,6 +648,8 @@ def check_scheduler(scheduler, num_inference_steps: int, X, *, eta: float | None
                                dtype=np.float64 if precision == "float64" else np.float32, tolerance=tolerance, n=n,
                                rng=rng, false_alarm=false_alarm, loop_steps=loop_steps,
                                run_float64=loop64 if precision == "float32" else None, **ref.options)
+    except _UndefinedReference as exc:
+        return _undefined_result(scheduler, loop, model, exc, ref)
     except SchedulerCrash as exc:
         reference = sampling_law(model, model.process, ref.sampler, init=ref.init, **ref.options)
         out = _crash_result(scheduler, "step", exc, reference)

@@ -436,8 +436,8 @@ def _check_exact(run, model, ref: Gaussian, start, model_tol: float, tolerance, 
     try:
         probe = probe_loop(run, model, affinity_rtol=max(affinity, 1e-9))
     except NonAffineError as exc:
-        return OracleResult(False, "exact", ref, None, None, None, None, None, None,
-                            f"FAIL exact: {exc}; the oracle's statistical mode runs non-affine loops")
+        hint = "; the oracle's statistical mode runs non-affine loops" if "not affine" in str(exc) else ""
+        return OracleResult(False, "exact", ref, None, None, None, None, None, None, f"FAIL exact: {exc}{hint}")
     K = probe.noise_matrix.shape[1] // max(model.dim, 1)
     mean, cov = probe._moments(start)
     start_cov = np.eye(model.dim) if start is None else start.cov
