@@ -374,11 +374,90 @@ order 3 ``D_1 = (r_0 D_{1,0} - r_1 D_{1,1})/(r_0 - r_1)``, ``D_2 = 2 (D_{1,1} - 
 
 
 # ------------------------------------------------------------------------------------------------
+# PNDM (Liu et al. 2022): pseudo linear multistep with a pseudo Runge-Kutta or pseudo Heun warm-up
+def _transfer(ls, lt, x: dict, e: dict) -> dict:
+    """Liu et al.'s transfer ``phi(x, eps, s, t)`` (their eq. 9), which is the DDIM step:
+    ``x_t = (alpha_t/alpha_s) x + (sigma_t - sigma_s alpha_t/alpha_s) eps``."""
+    r = _ratio(ls, lt)
+    return lc((r, x), (lt.s - ls.s * r, e))
+
+
+_AB = {1: (1.0,), 2: (1.5, -0.5), 3: (23 / 12, -16 / 12, 5 / 12), 4: (55 / 24, -59 / 24, 37 / 24, -9 / 24)}
+"""Adams-Bashforth weights on eps at the current and previous steps (most recent first)."""
+
+
+def _pndm_midpoint(process, t: float, t_next: float) -> float:
+    """The pseudo Runge-Kutta half step: ``(t + t_next)/2``; on a DDPM process the trained step
+    ``t_next + floor((t - t_next)/2)`` (the model is only defined at integer steps)."""
+    if process.discrete:
+        return float(t_next + (int(t) - int(t_next)) // 2)
+    return 0.5 * (t + t_next)
+
+
+def _build_pndm(process, g, o):
+    from .samplers import _Level
+
+    warmup = o["warmup"]
+    if warmup not in ("prk", "heun"):
+        raise ValueError(f"warmup must be 'prk' (pseudo Runge-Kutta, Liu et al.) or 'heun' (diffusers "
+                         f"skip_prk_steps), got {warmup!r}")
+    levels = _levels(process, g)
+    n = len(g) - 1
+    slots = ("x", "eps_prev", "eps_prev2", "eps_prev3")
+    steps = []
+    stored = 0  # eps values in the history
+    for i in range(n):
+        ls, lt = levels[i], levels[i + 1]
+        b = StepBuilder(ls.t, lt.t, 4)
+        e0 = b.stage(ls.t, {0: 1.0}, "eps")
+        if warmup == "prk" and i < 3:
+            lm = _Level(process, _pndm_midpoint(process, ls.t, lt.t))
+            x1 = _transfer(ls, lm, {0: 1.0}, {e0: 1.0})
+            e1 = b.stage(lm.t, x1, "eps")
+            x2 = _transfer(ls, lm, {0: 1.0}, {e1: 1.0})
+            e2 = b.stage(lm.t, x2, "eps")
+            x3 = _transfer(ls, lt, {0: 1.0}, {e2: 1.0})
+            e3 = b.stage(lt.t, x3, "eps")
+            ebar = {e0: 1 / 6, e1: 1 / 3, e2: 1 / 3, e3: 1 / 6}
+            b.note = "pseudo Runge-Kutta"
+        elif warmup == "heun" and i == 0:
+            xp = _transfer(ls, lt, {0: 1.0}, {e0: 1.0})
+            e1 = b.stage(lt.t, xp, "eps")
+            ebar = {e0: 0.5, e1: 0.5}
+            b.note = "pseudo Heun"
+        else:
+            k = min(stored + 1, 4)
+            w = _AB[k]
+            ebar = {e0: w[0]}
+            for j in range(1, k):
+                ebar[j] = ebar.get(j, 0.0) + w[j]
+            b.note = f"PLMS-{k}"
+        b.write(0, _transfer(ls, lt, {0: 1.0}, ebar))
+        b.write(1, {e0: 1.0})
+        b.write(2, {1: 1.0})
+        b.write(3, {2: 1.0})
+        stored += 1
+        steps.append(b.build())
+    return steps, slots
+
+
+_PNDM_DOC = r"""
+PNDM (Liu et al. 2022, "Pseudo numerical methods for diffusion models on manifolds"; diffusers
+``PNDMScheduler``): the transfer ``phi(x, eps, s, t)`` of their eq. (9), which equals the DDIM step, is
+driven by an Adams-Bashforth combination of the noise predictions (PLMS, eq. 12:
+``(55 e_0 - 59 e_1 + 37 e_2 - 9 e_3)/24``, lower orders while the history fills).  Warm-up
+``"prk"``: three pseudo fourth-order Runge-Kutta steps (eq. 13; half steps at ``(t + t')/2``, on DDPM
+at the trained step ``t' + floor((t - t')/2)``); ``"heun"`` (diffusers ``skip_prk_steps=True``): a
+pseudo improved-Euler first step, then AB2, AB3, AB4.  The state is ``(x, e_1, e_2, e_3)``."""
+
+
+# ------------------------------------------------------------------------------------------------
 def register(reg) -> None:
     """Register this module's samplers with ``reg(name, doc, build, options, ...)`` (lindiff.samplers)."""
     reg("unipc", _UNIPC_DOC, _build_unipc,
         {"solver_order": 2, "solver_type": "bh2", "predict_x0": True, "lower_order_final": True, "corrector": True,
          "disable_corrector": ()})
+    reg("pndm", _PNDM_DOC, _build_pndm, {"warmup": "prk"})
     reg("deis", _DEIS_DOC, _build_deis, {"solver_order": 2, "lower_order_final": True, "orders": None})
     reg("dpmsolver_singlestep", _SINGLESTEP_DOC, _build_singlestep,
         {"solver_order": 2, "algorithm_type": "dpmsolver++", "solver_type": "midpoint", "lower_order_final": True,

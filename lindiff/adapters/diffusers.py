@@ -82,11 +82,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 __all__ = ["SUPPORTED", "PRECISIONS", "Reference", "SchedulerCrash", "reference_for", "model_output_for", "eps_model_for",
            "run_pipeline_loop", "check_scheduler"]
 
-SUPPORTED = ("DDPMScheduler", "DDIMScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
+SUPPORTED = ("DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
              "DPMSolverMultistepScheduler", "UniPCMultistepScheduler", "DEISMultistepScheduler",
              "DPMSolverSinglestepScheduler")
 PRECISIONS = ("float64", "float32")
-_DISCRETE = ("DDPMScheduler", "DDIMScheduler")
+_DISCRETE = ("DDPMScheduler", "DDIMScheduler", "PNDMScheduler")
 _PREDICTIONS = ("epsilon", "v_prediction", "sample")
 
 
@@ -172,7 +172,10 @@ def _trailing_tie(scheduler, steps: int, ts: np.ndarray) -> bool:
 
 def _discrete_schedule(scheduler, steps: int) -> tuple[np.ndarray, str]:
     """(1-based timesteps to use for the reference, discrepancy message or "")."""
-    actual = scheduler.timesteps.numpy().astype(np.int64) + 1
+    if _base_name(scheduler) == "PNDMScheduler":  # its warm-up repeats timesteps; the grid is _timesteps
+        actual = np.sort(np.asarray(scheduler._timesteps, dtype=np.int64))[::-1] + 1
+    else:
+        actual = scheduler.timesteps.numpy().astype(np.int64) + 1
     intended = _intended_timesteps(scheduler, steps)
     if np.array_equal(actual, intended):
         return actual, ""
@@ -309,6 +312,14 @@ def reference_for(scheduler, d: int, eta: float = 0.0, *, mode: str = "exact") -
             # diffusers adds noise whenever the timestep value is > 0 (also on a last step above 0)
             opts = {"timesteps": ts, "variance": variance, "final_noise": bool(ts[-1] > 1)}
             return Reference(process, "ddpm", opts, "standard", 1.0, discrepancy)
+        if name == "PNDMScheduler":
+            # PNDM ends at alpha_bar = 1 (set_alpha_to_one) or at alpha_bar_0 (lindiff step 1)
+            final = 0 if scheduler.config.set_alpha_to_one else 1
+            grid = np.concatenate([ts, [final]]).astype(float)
+            if grid[-2] == grid[-1]:  # a last step from alpha_bar_0 to alpha_bar_0 does nothing
+                grid = grid[:-1]
+            warmup = "heun" if scheduler.config.skip_prk_steps else "prk"
+            return Reference(process, "pndm", {"grid": grid, "warmup": warmup}, "standard", 1.0, discrepancy)
         if not getattr(scheduler.config, "set_alpha_to_one", True):
             raise ValueError("DDIMScheduler(set_alpha_to_one=False) ends at alpha_bar_0, not 1; configure "
                              "set_alpha_to_one=True")
