@@ -452,12 +452,88 @@ pseudo improved-Euler first step, then AB2, AB3, AB4.  The state is ``(x, e_1, e
 
 
 # ------------------------------------------------------------------------------------------------
+# Latent consistency models (Luo et al. 2023) and trajectory consistency distillation (Zheng et al. 2024)
+def _needs_ddpm(process, name: str) -> None:
+    if not process.discrete:
+        raise ValueError(f"{name!r} is defined on a DDPM process (its boundary condition and its intermediate "
+                         "times are trained integer steps)")
+
+
+def _build_lcm(process, g, o):
+    _needs_ddpm(process, "lcm")
+    scaling = float(o["timestep_scaling"])
+    sd = float(o["sigma_data"])
+    levels = _levels(process, g)
+    steps = []
+    for i in range(len(g) - 1):
+        ls, lt = levels[i], levels[i + 1]
+        # boundary condition of the consistency function at diffusers' 0-based timestep t - 1
+        c = (ls.t - 1.0) * scaling
+        c_skip, c_out = sd * sd / (c * c + sd * sd), c / math.sqrt(c * c + sd * sd)
+        b = StepBuilder(ls.t, lt.t, 1)
+        f = b.stage(ls.t, {0: 1.0}, "x0")
+        combo = {0: lt.a * c_skip, f: lt.a * c_out}
+        if lt.s > 0:
+            combo[b.noise()] = lt.s
+        b.write(0, combo)
+        steps.append(b.build())
+    return steps, ("x",)
+
+
+_LCM_DOC = r"""
+Latent consistency model multistep sampling (Luo et al. 2023, Alg. 1; diffusers ``LCMScheduler``):
+the consistency function ``f(x, t) = c_skip(t) x + c_out(t) x0_hat(x, t)`` with the boundary-condition
+scalings ``c_skip = s_d^2/(c^2 + s_d^2)``, ``c_out = c/sqrt(c^2 + s_d^2)``, ``c = (t - 1) timestep_scaling``
+(diffusers' 0-based timestep; ``s_d = sigma_data = 0.5``), then re-noised to the next step:
+``x' = alpha' f + sigma' z`` (the last step, onto ``alpha = 1``, returns ``f``).  DDPM processes only."""
+
+
+def _build_tcd(process, g, o):
+    _needs_ddpm(process, "tcd")
+    gamma = float(o["gamma"])
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must lie in [0, 1], got {gamma!r}")
+    from .samplers import _Level
+
+    levels = _levels(process, g)
+    n = len(g) - 1
+    steps = []
+    for i in range(n):
+        ls, lt = levels[i], levels[i + 1]
+        last = i == n - 1
+        # the intermediate step s = floor((1 - gamma) t'), in diffusers' 0-based timesteps
+        lv = lt if (last or gamma == 0.0) else _Level(process, math.floor((1.0 - gamma) * (lt.t - 1.0)) + 1.0)
+        b = StepBuilder(ls.t, lt.t, 1)
+        e = b.stage(ls.t, {0: 1.0}, "eps")
+        x_s = _transfer(ls, lv, {0: 1.0}, {e: 1.0})  # alpha_s x0_hat + sigma_s eps_hat
+        if lv is lt:
+            b.write(0, x_s)
+        else:
+            # forward noising from s back to t': x' = (alpha'/alpha_s) x_s + sqrt(1 - alpha_bar'/alpha_bar_s) z
+            r = _ratio(lv, lt)
+            b.write(0, lc((r, x_s), (math.sqrt(max(-math.expm1(2.0 * (lt.la - lv.la)), 0.0)), b.noise())))
+        b.note = f"via step {lv.t:g}"
+        steps.append(b.build())
+    return steps, ("x",)
+
+
+_TCD_DOC = r"""
+Trajectory consistency distillation's strategic stochastic sampling (Zheng et al. 2024, Alg. 4;
+diffusers ``TCDScheduler`` with ``eta = gamma``): from ``t`` to ``t'`` go by DDIM to the earlier step
+``s = floor((1 - gamma) t')`` (diffusers' 0-based steps), ``x_s = alpha_s x0_hat + sigma_s eps_hat``, then
+noise forward to ``t'``: ``x' = (alpha'/alpha_s) x_s + sqrt(1 - alpha_bar'/alpha_bar_s) z``; the last step
+(and ``gamma = 0``) is the DDIM step.  DDPM processes only."""
+
+
+# ------------------------------------------------------------------------------------------------
 def register(reg) -> None:
     """Register this module's samplers with ``reg(name, doc, build, options, ...)`` (lindiff.samplers)."""
     reg("unipc", _UNIPC_DOC, _build_unipc,
         {"solver_order": 2, "solver_type": "bh2", "predict_x0": True, "lower_order_final": True, "corrector": True,
          "disable_corrector": ()})
     reg("pndm", _PNDM_DOC, _build_pndm, {"warmup": "prk"})
+    reg("lcm", _LCM_DOC, _build_lcm, {"timestep_scaling": 10.0, "sigma_data": 0.5})
+    reg("tcd", _TCD_DOC, _build_tcd, {"gamma": 0.3})
     reg("deis", _DEIS_DOC, _build_deis, {"solver_order": 2, "lower_order_final": True, "orders": None})
     reg("dpmsolver_singlestep", _SINGLESTEP_DOC, _build_singlestep,
         {"solver_order": 2, "algorithm_type": "dpmsolver++", "solver_type": "midpoint", "lower_order_final": True,

@@ -20,8 +20,9 @@ fixed_small_log)
 How the check is made
 ---------------------
 * **Precision.**  By default (``precision="float64"``) the scheduler runs on float64 latents with its
-  float32 tables widened to float64 and its internal ``.to(torch.float32)`` up-casts redirected to
-  float64 (the scheduler's module sees a ``torch`` whose ``float32`` is ``float64``), so the loop and
+  float32 tables widened to float64, its internal ``.to(torch.float32)`` up-casts redirected to float64
+  (the scheduler's module sees a ``torch`` whose ``float32`` is ``float64``) and torch's default dtype
+  set to float64 while it runs (integer timesteps promote to it), so the loop and
   lindiff compute from the same table values and agree to ~1e-13: long loops are judged at float64
   precision, where a single wrong coefficient (x1.1 on one variance of 1000) is 1e6 times the
   tolerance.  ``precision="float32"`` runs the loop as a pipeline does, and judges it with a tolerance
@@ -82,11 +83,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 __all__ = ["SUPPORTED", "PRECISIONS", "Reference", "SchedulerCrash", "reference_for", "model_output_for", "eps_model_for",
            "run_pipeline_loop", "check_scheduler"]
 
-SUPPORTED = ("DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
+SUPPORTED = ("DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "LCMScheduler", "TCDScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
              "DPMSolverMultistepScheduler", "UniPCMultistepScheduler", "DEISMultistepScheduler",
              "DPMSolverSinglestepScheduler")
 PRECISIONS = ("float64", "float32")
-_DISCRETE = ("DDPMScheduler", "DDIMScheduler", "PNDMScheduler")
+_DISCRETE = ("DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "LCMScheduler", "TCDScheduler")
 _PREDICTIONS = ("epsilon", "v_prediction", "sample")
 
 
@@ -291,7 +292,7 @@ def _sigma_schedule(scheduler, steps: int, name: str) -> tuple[np.ndarray, str]:
     return intended, f"schedule discrepancy: {actual.size} sigmas where the configuration gives {intended.size}"
 
 
-def reference_for(scheduler, d: int, eta: float = 0.0, *, mode: str = "exact") -> Reference:
+def reference_for(scheduler, d: int, eta: float | None = None, *, mode: str = "exact") -> Reference:
     """The lindiff process, sampler and options matching a scheduler on which ``set_timesteps`` was called.
 
     In ``mode="statistical"`` non-affine options (clipping, thresholding) are allowed: the reference
@@ -302,7 +303,8 @@ def reference_for(scheduler, d: int, eta: float = 0.0, *, mode: str = "exact") -
         else int(scheduler.num_inference_steps)
     if name in _DISCRETE:
         process = _ddpm_process(scheduler)
-        ts, discrepancy = _discrete_schedule(scheduler, steps)
+        ts, discrepancy = _discrete_schedule(scheduler, steps) if name not in ("LCMScheduler", "TCDScheduler") \
+            else (None, "")
         if name == "DDPMScheduler":
             vt = scheduler.config.variance_type
             variance = {"fixed_small": "beta_tilde", "fixed_small_log": "beta_tilde", "fixed_large": "beta",
@@ -320,10 +322,23 @@ def reference_for(scheduler, d: int, eta: float = 0.0, *, mode: str = "exact") -
                 grid = grid[:-1]
             warmup = "heun" if scheduler.config.skip_prk_steps else "prk"
             return Reference(process, "pndm", {"grid": grid, "warmup": warmup}, "standard", 1.0, discrepancy)
+        if name in ("LCMScheduler", "TCDScheduler"):
+            # the timesteps are the scheduler's own (a skipping schedule over original_inference_steps)
+            ts = scheduler.timesteps.numpy().astype(np.int64) + 1
+            discrepancy = ""
+            if name == "LCMScheduler":
+                grid = np.concatenate([ts, [0]]).astype(float)
+                opts = {"grid": grid, "timestep_scaling": float(scheduler.config.timestep_scaling)}
+                return Reference(process, "lcm", opts, "standard", 1.0, discrepancy)
+            gamma = 0.3 if eta is None else float(eta)
+            grid = np.concatenate([ts, [1]]).astype(float)  # TCD's last step ends at alpha_bar_0 (diffusers' t = 0)
+            if grid[-2] == grid[-1]:
+                grid = grid[:-1]
+            return Reference(process, "tcd", {"grid": grid, "gamma": gamma}, "standard", 1.0, discrepancy)
         if not getattr(scheduler.config, "set_alpha_to_one", True):
             raise ValueError("DDIMScheduler(set_alpha_to_one=False) ends at alpha_bar_0, not 1; configure "
                              "set_alpha_to_one=True")
-        return Reference(process, "ddim", {"timesteps": ts, "eta": float(eta)}, "standard", 1.0, discrepancy)
+        return Reference(process, "ddim", {"timesteps": ts, "eta": float(eta or 0.0)}, "standard", 1.0, discrepancy)
     sigmas, discrepancy = _sigma_schedule(scheduler, steps, name)
     # the model is also evaluated at the scheduler's own sigmas (which may differ from the intended ones)
     process = SigmaVP(float(max(sigmas.max(), scheduler.sigmas.double().max())))
@@ -515,7 +530,10 @@ def _patched(scheduler, noise, precision: str):
         arr = noise(tuple(shape))
         return torch.as_tensor(np.asarray(arr), dtype=dtype or torch.float32)
 
+    default = torch.get_default_dtype()
     try:
+        if precision == "float64":  # integer tensors promote to the default dtype (LCM's boundary scalings)
+            torch.set_default_dtype(torch.float64)
         for mod in modules:
             if hasattr(mod, "randn_tensor"):
                 saved.append((mod, "randn_tensor", mod.randn_tensor))
@@ -527,6 +545,7 @@ def _patched(scheduler, noise, precision: str):
     finally:
         for mod, name, value in reversed(saved):
             setattr(mod, name, value)
+        torch.set_default_dtype(default)
 
 
 def _configured(scheduler, num_inference_steps: int):
@@ -641,7 +660,7 @@ def check_scheduler(scheduler, num_inference_steps: int, X, *, eta: float | None
         configured = _configured(scheduler, num_inference_steps)
     except Exception as exc:  # noqa: BLE001 - set_timesteps failing on a valid configuration is a finding
         return _crash_result(scheduler, "set_timesteps", exc)
-    ref = reference_for(configured, X.shape[1], eta or 0.0, mode=mode)
+    ref = reference_for(configured, X.shape[1], eta, mode=mode)
     model = LinearDenoiser.fit(X, ref.process, ridge=ridge)
     model_fn = model_output_for(model, configured)
     kwargs = {"eta": eta} if eta is not None else {}
