@@ -85,8 +85,9 @@ __all__ = ["SUPPORTED", "PRECISIONS", "Reference", "SchedulerCrash", "reference_
 
 SUPPORTED = ("DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "LCMScheduler", "TCDScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
              "DPMSolverMultistepScheduler", "UniPCMultistepScheduler", "DEISMultistepScheduler",
-             "DPMSolverSinglestepScheduler")
+             "DPMSolverSinglestepScheduler", "EDMEulerScheduler", "EDMDPMSolverMultistepScheduler")
 PRECISIONS = ("float64", "float32")
+_EDM = ("EDMEulerScheduler", "EDMDPMSolverMultistepScheduler")
 _DISCRETE = ("DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "LCMScheduler", "TCDScheduler")
 _PREDICTIONS = ("epsilon", "v_prediction", "sample")
 
@@ -105,6 +106,7 @@ class Reference:
     init: Gaussian | str
     latent_scale: float  # latents = x_T (VP) * latent_scale
     discrepancy: str = ""
+    output_scale: float = 1.0  # x_0 (VP) = output_scale * final latents (alpha at a final sigma > 0, VE latents)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -241,7 +243,7 @@ def _intended_sigmas(scheduler, steps: int, name: str) -> np.ndarray | None:
     """The sigma grid (with its final entry) the configuration asks for, computed in float64 from the
     scheduler's alphas_cumprod; None where lindiff does not re-derive the scheduler's spacing."""
     cfg = scheduler.config
-    train = _train_sigmas(scheduler)
+    train = _train_sigmas(scheduler) if hasattr(scheduler, "alphas_cumprod") else None
     option = _sigma_option(cfg)
     if name in _EULER_FAMILY:
         if getattr(cfg, "interpolation_type", "linear") != "linear":
@@ -249,6 +251,15 @@ def _intended_sigmas(scheduler, steps: int, name: str) -> np.ndarray | None:
         ts = _euler_timesteps(scheduler, steps)
         base = np.interp(ts, np.arange(train.size), train)
         grid = base if option == "interpolated" else _shape_sigmas(option, base[0], base[-1], steps, cfg)
+    elif name in _EDM:
+        ramp = np.linspace(0.0, 1.0, steps)
+        lo, hi, rho = float(cfg.sigma_min), float(cfg.sigma_max), float(cfg.rho)
+        if cfg.sigma_schedule == "karras":
+            grid = (hi ** (1 / rho) + ramp * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
+        else:
+            grid = np.exp(np.linspace(np.log(lo), np.log(hi), steps))[::-1]
+        last = 0.0 if cfg.final_sigmas_type == "zero" else grid[-1]
+        return np.concatenate([grid, [last]])
     elif name == "DPMSolverMultistepScheduler":
         if getattr(cfg, "use_lu_lambdas", False) or getattr(cfg, "use_flow_sigmas", False):
             return None
@@ -258,7 +269,7 @@ def _intended_sigmas(scheduler, steps: int, name: str) -> np.ndarray | None:
     else:
         return None
     final = getattr(cfg, "final_sigmas_type", "zero")
-    return np.concatenate([grid, [0.0 if final == "zero" else train[0]]])
+    return np.concatenate([grid, [0.0 if final == "zero" else train[0]]])  # train: not None on these branches
 
 
 def _duplicates(scheduler) -> str:
@@ -351,7 +362,10 @@ def reference_for(scheduler, d: int, eta: float | None = None, *, mode: str = "e
     # diffusers draws latents ~ N(0, init_noise_sigma^2) in the VE state x_ve = x_vp sqrt(1 + s_max^2)
     c2 = latent**2 / (1 + s_max**2)
     init = Gaussian.from_spectrum(np.full(d, c2))
-    return Reference(process, sampler, opts, init, float(np.sqrt(1 + s_max**2)), discrepancy)
+    # the loop ends in the VE state x/alpha: back to the process's state at the last grid sigma
+    s_last = float(opts["grid"][-1])
+    return Reference(process, sampler, opts, init, float(np.sqrt(1 + s_max**2)), discrepancy,
+                     float(1.0 / np.sqrt(1.0 + s_last * s_last)))
 
 
 def _refuse(name: str, what: str) -> None:
@@ -359,8 +373,9 @@ def _refuse(name: str, what: str) -> None:
 
 
 def _no_op_tail(sigmas: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Drop a repeated last sigma (a step from sigma_min to sigma_min does nothing)."""
-    if sigmas.size > 2 and sigmas[-1] == sigmas[-2]:
+    """Drop a repeated last sigma (a step from sigma_min to sigma_min does nothing; "repeated" up to the
+    float32 rounding of the two copies)."""
+    if sigmas.size > 2 and abs(sigmas[-1] - sigmas[-2]) <= _SIGMA_RTOL * sigmas[-2]:
         return sigmas[:-1], True
     return sigmas, False
 
@@ -386,6 +401,23 @@ def _singlestep(cfg, eta, sigmas):
     opts = {"solver_order": int(cfg.solver_order), "algorithm_type": cfg.algorithm_type, "solver_type": cfg.solver_type,
             "lower_order_final": bool(cfg.lower_order_final), "orders": None if orders is None else tuple(orders)}
     return "dpmsolver_singlestep", opts, sigmas
+
+
+def _edm_euler(cfg, eta, sigmas):
+    sigmas, _ = _no_op_tail(sigmas)
+    return "euler_ve", {}, sigmas
+
+
+def _edm_dpm(cfg, eta, sigmas):
+    if _no_op_tail(sigmas)[1]:
+        _refuse("EDMDPMSolverMultistepScheduler", "final_sigmas_type='sigma_min' repeats the last sigma (a no-op last "
+                "step that shifts the solver's order schedule); configure final_sigmas_type='zero'")
+    if cfg.algorithm_type != "dpmsolver++" or cfg.solver_order != 2 or cfg.solver_type != "midpoint":
+        _refuse("EDMDPMSolverMultistepScheduler", "supported with algorithm_type='dpmsolver++', solver_order=2, "
+                "solver_type='midpoint' (the defaults)")
+    if getattr(cfg, "euler_at_final", False):
+        _refuse("EDMDPMSolverMultistepScheduler", "euler_at_final=True is not supported")
+    return "dpmpp_2m", {"lower_order_final": bool(cfg.lower_order_final)}, sigmas
 
 
 def _dpm_multistep(cfg, eta):
@@ -420,6 +452,8 @@ _SIGMA_SAMPLERS = {
     "DPMSolverMultistepScheduler": _plain(_dpm_multistep),
     "UniPCMultistepScheduler": _plain(_unipc),
     "DEISMultistepScheduler": _deis,
+    "EDMEulerScheduler": _edm_euler,
+    "EDMDPMSolverMultistepScheduler": _edm_dpm,
     "DPMSolverSinglestepScheduler": _singlestep,
 }
 _VP_LATENTS = ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler", "DEISMultistepScheduler",
@@ -483,10 +517,45 @@ class _ModelOutput:
         return out.reshape(sample.shape).to(sample.dtype)
 
 
+class _EDMModelOutput(_ModelOutput):
+    """The EDM network ``F(c_in x, c_noise)`` of Karras et al. (2022, Table 1) whose denoiser
+    ``D = c_skip x + c_out F`` is lindiff's data prediction; ``x`` is the VE state, ``c_in = 1/sqrt(s^2 +
+    s_d^2)``, ``c_skip = s_d^2/(s^2 + s_d^2)``, ``c_out = +-s s_d/sqrt(s^2 + s_d^2)`` (``-`` for diffusers'
+    ``v_prediction``), and the timestep ``c_noise`` is looked up in the scheduler's (timesteps, sigmas)."""
+
+    def __init__(self, model: LinearDenoiser, scheduler):
+        super().__init__(model, scheduler)
+        self.sd = float(scheduler.config.sigma_data)
+        if self.prediction not in ("epsilon", "v_prediction"):
+            raise ValueError(f"{type(scheduler).__name__} preconditions prediction_type 'epsilon' or 'v_prediction', "
+                             f"got {self.prediction!r}")
+
+    def coefficients(self, key: float):
+        if key not in self.cache:
+            if len(self.cache) > 8:
+                self.cache.clear()
+            W, b = self.model.affine(key)
+            process = self.model.process
+            a, s = float(process.alpha(key)), float(process.sigma(key))
+            sv, sd = key, self.sd  # on SigmaVP the time is the VE sigma
+            eye = np.eye(W.shape[0])
+            c_in = 1.0 / np.sqrt(sv * sv + sd * sd)
+            c_skip = sd * sd / (sv * sv + sd * sd)
+            c_out = sv * sd / np.sqrt(sv * sv + sd * sd) * (1.0 if self.prediction == "epsilon" else -1.0)
+            # input u = c_in x_ve, x_vp = a x_ve = (a / c_in) u; x0_hat = (x_vp - s eps_hat)/a
+            A0 = (eye - s * W) / a
+            b0 = -s * b / a
+            Wu = (A0 * (a / c_in) - c_skip / c_in * eye) / c_out
+            bu = b0 / c_out
+            self.cache[key] = (np.ascontiguousarray(Wu.T), np.asarray(bu, dtype=np.float64))
+        return self.cache[key]
+
+
 def model_output_for(model: LinearDenoiser, scheduler):
     """A torch model ``(sample, timestep) -> output`` in the scheduler's ``prediction_type`` (see
     :class:`_ModelOutput`); ``scheduler`` must have had ``set_timesteps`` called."""
-    _base_name(scheduler)
+    if _base_name(scheduler) in _EDM:
+        return _EDMModelOutput(model, scheduler)
     return _ModelOutput(model, scheduler)
 
 
@@ -556,7 +625,7 @@ def _configured(scheduler, num_inference_steps: int):
 
 
 def run_pipeline_loop(scheduler, num_inference_steps: int, model_fn, x_T: np.ndarray, noise, latent_scale: float,
-                      *, precision: str = "float64", **step_kwargs) -> np.ndarray:
+                      *, precision: str = "float64", output_scale: float = 1.0, **step_kwargs) -> np.ndarray:
     """The diffusers pipeline loop on a batch ``x_T`` (VP state); every Gaussian draw comes from ``noise``.
 
     Runs on a fresh copy of ``scheduler`` (``set_timesteps(num_inference_steps)`` is called on it);
@@ -574,7 +643,7 @@ def run_pipeline_loop(scheduler, num_inference_steps: int, model_fn, x_T: np.nda
             inp = sch.scale_model_input(latents, t)
             out = model_fn(inp, t)
             latents = sch.step(out, t, latents, **step_kwargs).prev_sample
-    return latents.double().numpy()
+    return latents.double().numpy() * output_scale
 
 
 class _ModelError(RuntimeError):
@@ -588,15 +657,16 @@ class SchedulerCrash(RuntimeError):
 class _Loop:
     """``run(x_T, eps_model, noise)`` for :func:`lindiff.testing.check_sampler` (picklable)."""
 
-    def __init__(self, scheduler, steps, model_fn, latent_scale, precision, step_kwargs):
+    def __init__(self, scheduler, steps, model_fn, latent_scale, precision, step_kwargs, output_scale=1.0):
         self.args = (scheduler, steps, model_fn)
         self.latent_scale, self.precision, self.step_kwargs = latent_scale, precision, step_kwargs
+        self.output_scale = output_scale
 
     def __call__(self, x_T, _eps, noise):
         scheduler, steps, model_fn = self.args
         try:
             return run_pipeline_loop(scheduler, steps, model_fn, x_T, noise, self.latent_scale,
-                                     precision=self.precision, **self.step_kwargs)
+                                     precision=self.precision, output_scale=self.output_scale, **self.step_kwargs)
         except _ModelError:
             raise
         except Exception as exc:  # anything diffusers raises on a valid configuration is a finding
@@ -670,9 +740,9 @@ def check_scheduler(scheduler, num_inference_steps: int, X, *, eta: float | None
         sampling_law(model, model.process, ref.sampler, init=ref.init, **ref.options)
     except ValueError as exc:
         return _undefined_result(scheduler, _Loop(scheduler, num_inference_steps, model_fn, ref.latent_scale, precision,
-                                                  kwargs), model, exc, ref)
-    loop = _Loop(scheduler, num_inference_steps, model_fn, ref.latent_scale, precision, kwargs)
-    loop64 = _Loop(scheduler, num_inference_steps, model_fn, ref.latent_scale, "float64", kwargs)
+                                                  kwargs, ref.output_scale), model, exc, ref)
+    loop = _Loop(scheduler, num_inference_steps, model_fn, ref.latent_scale, precision, kwargs, ref.output_scale)
+    loop64 = _Loop(scheduler, num_inference_steps, model_fn, ref.latent_scale, "float64", kwargs, ref.output_scale)
     try:
         result = check_sampler(loop, model, ref.sampler, init=ref.init, mode=mode,
                                dtype=np.float64 if precision == "float64" else np.float32, tolerance=tolerance, n=n,
