@@ -83,7 +83,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 __all__ = ["SUPPORTED", "PRECISIONS", "Reference", "SchedulerCrash", "reference_for", "model_output_for", "eps_model_for",
            "run_pipeline_loop", "check_scheduler"]
 
-SUPPORTED = ("DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "LCMScheduler", "TCDScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
+SUPPORTED = ("DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "LCMScheduler", "TCDScheduler", "EulerDiscreteScheduler",
+             "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler", "KDPM2DiscreteScheduler",
+             "KDPM2AncestralDiscreteScheduler", "LMSDiscreteScheduler", "DPMSolverSDEScheduler",
              "DPMSolverMultistepScheduler", "UniPCMultistepScheduler", "DEISMultistepScheduler",
              "DPMSolverSinglestepScheduler", "EDMEulerScheduler", "EDMDPMSolverMultistepScheduler")
 PRECISIONS = ("float64", "float32")
@@ -194,7 +196,9 @@ _U32 = float(np.finfo(np.float32).eps)
 # diffusers computes sigma tables from the float32 alphas_cumprod in float32 / float64 and stores them
 # in float32: a few float32 ulps; a schedule further off than this is not the configured one
 _SIGMA_RTOL = 16 * _U32
-_EULER_FAMILY = ("EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler")
+_EULER_FAMILY = ("EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "LMSDiscreteScheduler",
+                 "HeunDiscreteScheduler", "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
+                 "DPMSolverSDEScheduler")
 
 
 def _train_sigmas(scheduler) -> np.ndarray:
@@ -273,18 +277,26 @@ def _intended_sigmas(scheduler, steps: int, name: str) -> np.ndarray | None:
 
 
 def _duplicates(scheduler) -> str:
+    """A timestep the scheduler pairs with more than one noise level (repeats with one level, as in
+    Heun's predictor and corrector, are by design)."""
     ts = scheduler.timesteps.double().numpy()
-    vals, counts = np.unique(ts, return_counts=True)
-    if np.all(counts == 1):
+    sig = _model_sigmas(scheduler)
+    levels: dict = {}
+    for t, sg in zip(ts, sig):
+        levels.setdefault(float(t), set()).add(float(sg))
+    bad = {t: len(v) for t, v in levels.items() if len(v) > 1 and (max(v) - min(v)) > _SIGMA_RTOL * max(v)}
+    if not bad:
         return ""
-    shown = ", ".join(f"{v:g} x{c}" for v, c in zip(vals, counts) if c > 1)
-    return (f"duplicate timesteps ({shown}): a timestep-conditioned model evaluates repeated timesteps at one "
-            "noise level (lindiff's model: the first), where the scheduler's update assumes different sigmas")
+    shown = ", ".join(f"{t:g} x{c}" for t, c in sorted(bad.items()))
+    return (f"duplicate timesteps ({shown} noise levels): a timestep-conditioned model evaluates a repeated "
+            "timestep at one noise level (lindiff's model: the first), where the scheduler's update assumes different sigmas")
 
 
 def _sigma_schedule(scheduler, steps: int, name: str) -> tuple[np.ndarray, str]:
     """(sigma grid for the reference, discrepancy message or "")."""
     actual = scheduler.sigmas.double().numpy()
+    if name in _INTERLEAVED:
+        actual = _first_order_grid(actual)
     intended = _intended_sigmas(scheduler, steps, name)
     dup = _duplicates(scheduler)
     if dup:
@@ -303,7 +315,8 @@ def _sigma_schedule(scheduler, steps: int, name: str) -> tuple[np.ndarray, str]:
     return intended, f"schedule discrepancy: {actual.size} sigmas where the configuration gives {intended.size}"
 
 
-def reference_for(scheduler, d: int, eta: float | None = None, *, mode: str = "exact") -> Reference:
+def reference_for(scheduler, d: int, eta: float | None = None, *, mode: str = "exact",
+                  step_kwargs: dict | None = None) -> Reference:
     """The lindiff process, sampler and options matching a scheduler on which ``set_timesteps`` was called.
 
     In ``mode="statistical"`` non-affine options (clipping, thresholding) are allowed: the reference
@@ -353,8 +366,12 @@ def reference_for(scheduler, d: int, eta: float | None = None, *, mode: str = "e
     sigmas, discrepancy = _sigma_schedule(scheduler, steps, name)
     # the model is also evaluated at the scheduler's own sigmas (which may differ from the intended ones)
     process = SigmaVP(float(max(sigmas.max(), scheduler.sigmas.double().max())))
-    sampler, opts, sigmas = _SIGMA_SAMPLERS[name](scheduler.config, eta, sigmas)
+    if name in ("KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler"):
+        process = SigmaVP(float(max(process.sigma_max, scheduler.sigmas_interpol.double().max())))
+    sampler, opts, sigmas = _SIGMA_SAMPLERS[name](scheduler.config, eta, sigmas, dict(step_kwargs or {}))
     opts = {"grid": sigmas, **opts}
+    if opts.get("s_churn"):  # churn evaluates the model up to sigma_hat = sigma (1 + gamma), gamma <= sqrt(2) - 1
+        process = SigmaVP(float(process.sigma_max * np.sqrt(2.0)))
     if name in _VP_LATENTS:  # latents are the VP state itself (init_noise_sigma = 1)
         return Reference(process, sampler, opts, "standard", 1.0, discrepancy)
     s_max = float(sigmas.max())
@@ -421,12 +438,34 @@ def _edm_dpm(cfg, eta, sigmas):
 
 
 def _dpm_multistep(cfg, eta):
-    if cfg.algorithm_type != "dpmsolver++" or cfg.solver_order != 2 or cfg.solver_type != "midpoint":
-        _refuse("DPMSolverMultistepScheduler", "supported with algorithm_type='dpmsolver++', solver_order=2, "
-                "solver_type='midpoint' (the defaults)")
-    if getattr(cfg, "euler_at_final", False):
-        _refuse("DPMSolverMultistepScheduler", "euler_at_final=True is not supported")
-    return "dpmpp_2m", {"lower_order_final": bool(cfg.lower_order_final)}
+    if cfg.algorithm_type not in ("dpmsolver++", "dpmsolver", "sde-dpmsolver++", "sde-dpmsolver"):
+        _refuse("DPMSolverMultistepScheduler", f"algorithm_type={cfg.algorithm_type!r} has no lindiff reference")
+    opts = {"solver_order": int(cfg.solver_order), "algorithm_type": cfg.algorithm_type, "solver_type": cfg.solver_type,
+            "lower_order_final": bool(cfg.lower_order_final), "euler_at_final": bool(cfg.euler_at_final),
+            "final_sigmas_type": cfg.final_sigmas_type}
+    return "dpmsolver_multistep", opts
+
+
+_CHURN_KEYS = ("s_churn", "s_tmin", "s_tmax", "s_noise")
+
+
+def _euler(cfg, eta, step_kwargs):
+    opts = {k: float(step_kwargs[k]) for k in _CHURN_KEYS if k in step_kwargs}
+    if opts:
+        opts["churn_at"] = "start"  # diffusers evaluates the model before adding the churn noise
+    return "euler_ve", opts
+
+
+def _heun(cfg, eta):
+    return "heun_ve", {}
+
+
+def _lms(cfg, eta, step_kwargs):
+    return "lms", {"order": int(step_kwargs.get("order", 4))}
+
+
+def _dpmsolver_sde(cfg, eta, step_kwargs):
+    return "dpmpp_sde", {"noise": "brownian", "s_noise": float(step_kwargs.get("s_noise", 1.0))}
 
 
 def _unipc(cfg, eta):
@@ -438,23 +477,45 @@ def _unipc(cfg, eta):
 
 
 def _plain(fn):
-    """Adapt ``fn(cfg, eta) -> (sampler, options)`` to the ``(cfg, eta, sigmas)`` signature."""
-    def wrapped(cfg, eta, sigmas):
+    """Adapt ``fn(cfg, eta) -> (sampler, options)`` to the ``(cfg, eta, sigmas, step_kwargs)`` signature."""
+    def wrapped(cfg, eta, sigmas, step_kwargs):
         sampler, opts = fn(cfg, eta)
         return sampler, opts, sigmas
 
     return wrapped
 
 
+def _with_kwargs(fn):
+    """Adapt ``fn(cfg, eta, step_kwargs) -> (sampler, options)``."""
+    def wrapped(cfg, eta, sigmas, step_kwargs):
+        sampler, opts = fn(cfg, eta, step_kwargs)
+        return sampler, opts, sigmas
+
+    return wrapped
+
+
+def _sigmas_only(fn):
+    """Adapt ``fn(cfg, eta, sigmas) -> (sampler, options, sigmas)``."""
+    def wrapped(cfg, eta, sigmas, step_kwargs):
+        return fn(cfg, eta, sigmas)
+
+    return wrapped
+
+
 _SIGMA_SAMPLERS = {
-    "EulerDiscreteScheduler": _plain(lambda cfg, eta: ("euler_ve", {})),
+    "EulerDiscreteScheduler": _with_kwargs(_euler),
     "EulerAncestralDiscreteScheduler": _plain(lambda cfg, eta: ("euler_ancestral", {})),
+    "HeunDiscreteScheduler": _plain(_heun),
+    "KDPM2DiscreteScheduler": _plain(lambda cfg, eta: ("dpm_2", {})),
+    "KDPM2AncestralDiscreteScheduler": _plain(lambda cfg, eta: ("dpm_2_ancestral", {})),
+    "LMSDiscreteScheduler": _with_kwargs(_lms),
+    "DPMSolverSDEScheduler": _with_kwargs(_dpmsolver_sde),
     "DPMSolverMultistepScheduler": _plain(_dpm_multistep),
     "UniPCMultistepScheduler": _plain(_unipc),
-    "DEISMultistepScheduler": _deis,
-    "EDMEulerScheduler": _edm_euler,
-    "EDMDPMSolverMultistepScheduler": _edm_dpm,
-    "DPMSolverSinglestepScheduler": _singlestep,
+    "DEISMultistepScheduler": _sigmas_only(_deis),
+    "EDMEulerScheduler": _sigmas_only(_edm_euler),
+    "EDMDPMSolverMultistepScheduler": _sigmas_only(_edm_dpm),
+    "DPMSolverSinglestepScheduler": _sigmas_only(_singlestep),
 }
 _VP_LATENTS = ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler", "DEISMultistepScheduler",
                "DPMSolverSinglestepScheduler")
@@ -474,8 +535,8 @@ class _ModelOutput:
         self.T = int(scheduler.config.num_train_timesteps)
         if not self.discrete:
             ts = scheduler.timesteps.double().numpy()
-            sig = scheduler.sigmas.double().numpy()[: ts.size]
-            self.table = {float(t): float(s) for t, s in zip(ts[::-1], sig[::-1])}  # first pairing wins
+            sig = _model_sigmas(scheduler)
+            self.table = {float(t): float(sg) for t, sg in zip(ts[::-1], sig[::-1])}  # first pairing wins
             self.ts, self.sig = ts, sig
         self.cache: dict = {}
 
@@ -551,6 +612,38 @@ class _EDMModelOutput(_ModelOutput):
         return self.cache[key]
 
 
+_INTERLEAVED = ("HeunDiscreteScheduler", "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
+                "DPMSolverSDEScheduler")
+
+
+def _model_sigmas(scheduler) -> np.ndarray:
+    """The noise level the scheduler pairs with each entry of ``timesteps``: ``sigmas[i]``, except at the
+    second-order (midpoint) calls of KDPM2 (``sigmas_interpol``) and DPMSolverSDE (the geometric mean of
+    the step's end points, its ``mid_point_sigma``)."""
+    name = _base_name(scheduler)
+    ts = scheduler.timesteps.double().numpy()
+    sig = scheduler.sigmas.double().numpy()[: ts.size].copy()
+    if name in ("KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler"):
+        sch = copy.deepcopy(scheduler)
+        _widen(sch)
+        _rederive(sch)
+        interp = sch.sigmas_interpol.double().numpy()
+        # scale_model_input reads sigmas_interpol[step_index] (KDPM2) or [step_index - 1] (ancestral)
+        sig[1::2] = interp[1 : ts.size : 2] if name == "KDPM2DiscreteScheduler" else interp[0 : ts.size - 1 : 2]
+    elif name == "DPMSolverSDEScheduler":
+        grid = _first_order_grid(scheduler.sigmas.double().numpy())
+        sig[1::2] = np.sqrt(grid[:-1] * grid[1:])[: sig[1::2].size]
+    return sig
+
+
+def _first_order_grid(sigmas: np.ndarray) -> np.ndarray:
+    """``[s0, s1, s1, s2, s2, ..., 0(, 0, 0)]`` (second-order schedulers' interleaved table) -> ``[s0, s1, ..., 0]``."""
+    grid = np.concatenate([sigmas[:1], sigmas[1::2]])
+    while grid.size > 2 and grid[-1] == grid[-2]:
+        grid = grid[:-1]
+    return grid
+
+
 def model_output_for(model: LinearDenoiser, scheduler):
     """A torch model ``(sample, timestep) -> output`` in the scheduler's ``prediction_type`` (see
     :class:`_ModelOutput`); ``scheduler`` must have had ``set_timesteps`` called."""
@@ -599,6 +692,25 @@ def _patched(scheduler, noise, precision: str):
         arr = noise(tuple(shape))
         return torch.as_tensor(np.asarray(arr), dtype=dtype or torch.float32)
 
+    class Brownian:
+        """Stands in for ``BrownianTreeNoiseSampler``: normalised increments ``(W(s') - W(s))/sqrt|s' - s|``
+        of one Brownian path in sigma, built from the injected draws (two calls from the same ``s`` share
+        their overlap: correlation ``sqrt(|s - s_1| / |s - s_2|)``)."""
+
+        def __init__(self, x, *args, **kwargs):
+            self.last = None
+
+        def __call__(self, sigma, sigma_next):
+            a, b = float(sigma), float(sigma_next)
+            z = torch.as_tensor(np.asarray(noise(self.shape_of)), dtype=torch.get_default_dtype())
+            if self.last is not None and self.last[0] == a and abs(b - a) > abs(self.last[1] - a):
+                rho = np.sqrt(abs(self.last[1] - a) / abs(b - a))
+                out = rho * self.last[2] + np.sqrt(1.0 - rho * rho) * z
+            else:
+                out = z
+            self.last = (a, b, out)
+            return out
+
     default = torch.get_default_dtype()
     try:
         if precision == "float64":  # integer tensors promote to the default dtype (LCM's boundary scalings)
@@ -607,6 +719,9 @@ def _patched(scheduler, noise, precision: str):
             if hasattr(mod, "randn_tensor"):
                 saved.append((mod, "randn_tensor", mod.randn_tensor))
                 mod.randn_tensor = fake
+            if hasattr(mod, "BrownianTreeNoiseSampler"):
+                saved.append((mod, "BrownianTreeNoiseSampler", mod.BrownianTreeNoiseSampler))
+                mod.BrownianTreeNoiseSampler = _brownian_factory(Brownian)
             if precision == "float64" and hasattr(mod, "torch"):
                 saved.append((mod, "torch", mod.torch))
                 mod.torch = _Torch64()
@@ -615,6 +730,44 @@ def _patched(scheduler, noise, precision: str):
         for mod, name, value in reversed(saved):
             setattr(mod, name, value)
         torch.set_default_dtype(default)
+
+
+def _rederive(sch) -> None:
+    """Recompute, in float64, the tables a scheduler derives from its sigmas in float32 (KDPM2's midpoint
+    sigmas, KDPM2-ancestral's up/down sigmas), so that only the base table's rounding is shared with
+    lindiff: the same formulas (Karras et al. 2022; k-diffusion's ``get_ancestral_step``) on the widened
+    grid."""
+    name = _base_name(sch)
+    if name not in ("KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler"):
+        return
+    grid = torch.from_numpy(_first_order_grid(sch.sigmas.double().numpy()))
+
+    def interleave(v):
+        out = torch.cat([v[:1], v[1:].repeat_interleave(2), v[-1:]])
+        return torch.cat([out, out[-1:].repeat(max(sch.sigmas.numel() - out.numel(), 0))])[: sch.sigmas.numel()]
+
+    if name == "KDPM2DiscreteScheduler":
+        interp = grid.log().lerp(grid.roll(1).log(), 0.5).exp()
+        sch.sigmas_interpol = interleave(interp)
+    else:
+        nxt = grid.roll(-1)
+        nxt[-1] = 0.0
+        up = (nxt**2 * (grid**2 - nxt**2) / grid**2) ** 0.5
+        down = (nxt**2 - up**2).clamp(min=0.0) ** 0.5
+        down[-1] = 0.0
+        with np.errstate(divide="ignore"):
+            interp = grid.log().lerp(down.log(), 0.5).exp()
+        interp[-2:] = 0.0
+        sch.sigmas_interpol, sch.sigmas_up, sch.sigmas_down = interleave(interp), interleave(up), interleave(down)
+
+
+def _brownian_factory(cls):
+    def make(x, *args, **kwargs):
+        obj = cls(x)
+        obj.shape_of = tuple(x.shape)
+        return obj
+
+    return make
 
 
 def _configured(scheduler, num_inference_steps: int):
@@ -637,6 +790,7 @@ def run_pipeline_loop(scheduler, num_inference_steps: int, model_fn, x_T: np.nda
     dtype = torch.float64 if precision == "float64" else torch.float32
     if precision == "float64":
         _widen(sch)
+        _rederive(sch)
     latents = torch.as_tensor(np.asarray(x_T, dtype=np.float64) * latent_scale, dtype=dtype)
     with _patched(sch, noise, precision), torch.no_grad():
         for t in sch.timesteps:
@@ -700,7 +854,8 @@ def _crash_result(scheduler, where: str, exc: Exception, reference=None) -> Orac
 
 def check_scheduler(scheduler, num_inference_steps: int, X, *, eta: float | None = None, ridge: float = 0.0,
                     mode: str = "exact", precision: str = "float64", tolerance: float | None = None,
-                    n: int = 20_000, rng=None, false_alarm: float = 1e-3) -> OracleResult:
+                    n: int = 20_000, rng=None, false_alarm: float = 1e-3,
+                    step_kwargs: dict | None = None) -> OracleResult:
     """Compare a configured diffusers scheduler with lindiff's exact law (see the module docstring).
 
     Parameters
@@ -708,7 +863,9 @@ def check_scheduler(scheduler, num_inference_steps: int, X, *, eta: float | None
     scheduler : a diffusers scheduler instance (left untouched: a copy is run)
     num_inference_steps : passed to ``set_timesteps``
     X : training points of the linear denoiser (fitted on the scheduler's own schedule)
-    eta : passed to ``DDIMScheduler.step``
+    eta : passed to ``step`` (DDIM's eta, TCD's gamma)
+    step_kwargs : further keyword arguments of ``step`` (e.g. Euler's ``s_churn``, ``s_tmin``, ``s_tmax``,
+        ``s_noise``; LMS's ``order``); the reference follows them
     mode : ``"exact"`` (probing) or ``"statistical"`` (samples; also for clipping / thresholding)
     precision : ``"float64"`` (default) or ``"float32"`` (module docstring)
     tolerance, n, rng, false_alarm : see :func:`lindiff.testing.check_sampler`
@@ -730,10 +887,12 @@ def check_scheduler(scheduler, num_inference_steps: int, X, *, eta: float | None
         configured = _configured(scheduler, num_inference_steps)
     except Exception as exc:  # noqa: BLE001 - set_timesteps failing on a valid configuration is a finding
         return _crash_result(scheduler, "set_timesteps", exc)
-    ref = reference_for(configured, X.shape[1], eta, mode=mode)
+    ref = reference_for(configured, X.shape[1], eta, mode=mode, step_kwargs=step_kwargs)
     model = LinearDenoiser.fit(X, ref.process, ridge=ridge)
     model_fn = model_output_for(model, configured)
-    kwargs = {"eta": eta} if eta is not None else {}
+    kwargs = dict(step_kwargs or {})
+    if eta is not None:
+        kwargs["eta"] = eta
     loop_steps = len(configured.timesteps)
 
     try:  # a configuration whose method is undefined (e.g. an order-2 step onto sigma = 0)
