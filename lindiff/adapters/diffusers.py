@@ -369,6 +369,8 @@ def reference_for(scheduler, d: int, eta: float | None = None, *, mode: str = "e
     if name in ("KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler"):
         process = SigmaVP(float(max(process.sigma_max, scheduler.sigmas_interpol.double().max())))
     sampler, opts, sigmas = _SIGMA_SAMPLERS[name](scheduler.config, eta, sigmas, dict(step_kwargs or {}))
+    if sampler in ("euler_ve", "euler_ancestral", "heun_ve"):
+        sigmas, _ = _no_op_tail(sigmas)  # final_sigmas_type="sigma_min" repeats sigma_min: a step that does nothing
     opts = {"grid": sigmas, **opts}
     if opts.get("s_churn"):  # churn evaluates the model up to sigma_hat = sigma (1 + gamma), gamma <= sqrt(2) - 1
         process = SigmaVP(float(process.sigma_max * np.sqrt(2.0)))
