@@ -328,3 +328,52 @@ def test_unsupported_options_name_what_to_switch_off():
         check_scheduler(D.EDMDPMSolverMultistepScheduler(final_sigmas_type="sigma_min"), 10, X)
     with pytest.raises(ValueError, match="variance_type='fixed_small'"):
         check_scheduler(D.DDPMScheduler(clip_sample=False, variance_type="learned"), 10, X)
+
+
+# --- conformance report and configuration search (issue 12 §4) -------------------------------------
+def test_conformance_quick_grid_has_no_unexplained_failure():
+    from lindiff.adapters.diffusers import conformance
+
+    table = conformance("quick", progress=False)
+    verdicts = table.column("verdict")
+    assert len(table.rows) > 100 and verdicts.count("PASS") > 0.75 * len(verdicts)
+    unexplained = [r for r in table.rows if r[6] in ("FAIL", "NaN", "CRASH") and not r[7]]
+    assert not unexplained, unexplained
+    for fmt in ("text", "markdown", "csv", "json", "latex"):
+        assert "DDPMScheduler" in table.render(fmt)
+    # every known upstream issue in the grid is measured (a failing verdict), none is silently passing
+    flagged = [r for r in table.rows if r[7]]
+    assert flagged and all(r[6] != "PASS" for r in flagged), [r[:8] for r in flagged if r[6] == "PASS"]
+
+
+def test_conformance_plot(tmp_path):
+    pytest.importorskip("matplotlib", reason="the optional extra lindiff[plot] is not installed")
+    from lindiff.adapters.diffusers import conformance, plot_conformance
+
+    table = conformance("quick", schedulers=["LCMScheduler", "UniPCMultistepScheduler"], progress=False)
+    fig = plot_conformance(table, str(tmp_path / "c.png"))
+    assert (tmp_path / "c.png").stat().st_size > 1000 and fig.axes
+
+
+def test_search_shrinks_to_the_known_dpm_solver_crash():
+    """DPMSolverMultistep + squaredcos_cap_v2 + Karras sigmas (duplicate timesteps, IndexError): the
+    search finds it and shrinks it to the two options and a handful of steps."""
+    from lindiff.testing.search import scheduler_configs, search_configs
+
+    res = search_configs(space=scheduler_configs(["DPMSolverMultistepScheduler"], max_steps=12), max_examples=80,
+                         findings=3, seed=0)
+    crashes = [f for f in res.findings if f.verdict == "CRASH"]
+    assert crashes, res.table().render("text")
+    f = crashes[0]
+    assert "IndexError" in f.message and f.config.get("beta_schedule") == "squaredcos_cap_v2"
+    assert set(f.config) <= {"beta_schedule", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas",
+                             "final_sigmas_type", "timestep_spacing", "prediction_type"}
+    assert "dpm-duplicate-timesteps" in f.known
+
+
+def test_search_reports_new_findings_when_known_ones_are_skipped():
+    from lindiff.testing.search import search_configs
+
+    res = search_configs(max_examples=60, findings=2, seed=3, skip_known=True)
+    assert all(not f.known for f in res.findings)
+    assert res.examples > 0 and "finding" in res.table().caption

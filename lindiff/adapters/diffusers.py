@@ -80,7 +80,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("lindiff.adapters.diffusers needs torch and diffusers: pip install 'lindiff[diffusers]'") from exc
 
-__all__ = ["SUPPORTED", "PRECISIONS", "Reference", "SchedulerCrash", "reference_for", "model_output_for", "eps_model_for",
+__all__ = ["SUPPORTED", "PRECISIONS", "KNOWN_ISSUES", "Reference", "SchedulerCrash", "reference_for", "model_output_for",
+           "eps_model_for", "known_issue", "conformance", "plot_conformance",
            "run_pipeline_loop", "check_scheduler"]
 
 SUPPORTED = ("DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "LCMScheduler", "TCDScheduler", "EulerDiscreteScheduler",
@@ -823,7 +824,7 @@ class _Loop:
         try:
             return run_pipeline_loop(scheduler, steps, model_fn, x_T, noise, self.latent_scale,
                                      precision=self.precision, output_scale=self.output_scale, **self.step_kwargs)
-        except _ModelError:
+        except (_ModelError, NotImplementedError):  # NotImplementedError: an option diffusers declares unsupported
             raise
         except Exception as exc:  # anything diffusers raises on a valid configuration is a finding
             raise SchedulerCrash(f"{type(exc).__name__}: {exc}") from exc
@@ -898,6 +899,10 @@ def check_scheduler(scheduler, num_inference_steps: int, X, *, eta: float | None
     loop_steps = len(configured.timesteps)
 
     try:  # a configuration whose method is undefined (e.g. an order-2 step onto sigma = 0)
+        grid = ref.options.get("grid")
+        if grid is not None and np.any(np.diff(np.asarray(grid, float)) >= 0):
+            raise ValueError(f"the schedule repeats a noise level (sigmas ..., {', '.join(f'{v:.4g}' for v in grid[-3:])}): a "
+                             "zero-length step, which lindiff's strictly decreasing grids do not represent")
         sampling_law(model, model.process, ref.sampler, init=ref.init, **ref.options)
     except ValueError as exc:
         return _undefined_result(scheduler, _Loop(scheduler, num_inference_steps, model_fn, ref.latent_scale, precision,
@@ -932,3 +937,278 @@ def _with_message(result: OracleResult, message: str, **changes) -> OracleResult
     fields = dict(result.__dict__)
     fields.update(message=message, **changes)
     return OracleResult(**fields)
+
+
+# ------------------------------------------------------------------------------------------------
+# known upstream issues and the conformance report
+@dataclass(frozen=True)
+class KnownIssue:
+    """An upstream discrepancy: which configurations show it, and where it is reported."""
+
+    key: str
+    schedulers: tuple[str, ...]
+    description: str
+    reference: str
+    applies: object  # (config: dict, steps: int, step_kwargs: dict) -> bool
+
+
+def _cfg(config, key, default=None):
+    return config.get(key, default)
+
+
+KNOWN_ISSUES = (
+    KnownIssue("ddim-prev-timestep", ("DDIMScheduler", "PNDMScheduler"),
+               "step() goes to t - T//n, not to the next entry of timesteps (linspace spacing, or trailing with n "
+               "not dividing T)", "diffusers#11347, #12633",
+               lambda c, n, k: _cfg(c, "timestep_spacing", "leading") == "linspace"
+               or (_cfg(c, "timestep_spacing") == "trailing" and int(_cfg(c, "num_train_timesteps", 1000)) % n != 0)),
+    KnownIssue("trailing-overshoot", ("DDPMScheduler", "DDIMScheduler"),
+               "float arange(T, 0, -T/n) yields n + 1 timesteps ending at -1", "lindiff finding (no upstream report known)",
+               lambda c, n, k: _cfg(c, "timestep_spacing") == "trailing"
+               and len(np.arange(int(_cfg(c, "num_train_timesteps", 1000)), 0,
+                                 -int(_cfg(c, "num_train_timesteps", 1000)) / n)) != n),
+    KnownIssue("fixed-large-log-nan", ("DDPMScheduler",), "variance_type='fixed_large_log' takes ** 0.5 of a log "
+               "variance: NaN", "diffusers#14569", lambda c, n, k: _cfg(c, "variance_type") == "fixed_large_log"),
+    KnownIssue("sde-dpmpp-3-d2", ("DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler"),
+               "sde-dpmsolver++ third order: D_2 weight -phi_2(-2h) - 1/2 instead of 1/2 - phi_2(-2h)",
+               "introduced in diffusers#9104; lindiff finding",
+               lambda c, n, k: _cfg(c, "algorithm_type") == "sde-dpmsolver++" and _cfg(c, "solver_order") == 3
+               and (_cfg(c, "solver_type") == "heun" or "Singlestep" not in str(_cfg(c, "_class_name", "")))),
+    KnownIssue("sde-dpmsolver-3-missing", ("DPMSolverMultistepScheduler",), "algorithm_type='sde-dpmsolver' has no "
+               "third-order branch: step() raises UnboundLocalError on the third step", "diffusers#13778 (closed unmerged)",
+               lambda c, n, k: _cfg(c, "algorithm_type") == "sde-dpmsolver" and _cfg(c, "solver_order") == 3),
+    KnownIssue("pndm-v-prediction", ("PNDMScheduler",), "v_prediction: PRK/PLMS combine raw v outputs of "
+               "different steps and convert the sum at the current step", "diffusers#14816",
+               lambda c, n, k: _cfg(c, "prediction_type") == "v_prediction"),
+    KnownIssue("pndm-odd-half-step", ("PNDMScheduler",), "pseudo Runge-Kutta with an odd step ratio T//n: the half "
+               "step goes to t - r//2 while the model is evaluated at t' + r//2", "lindiff finding",
+               lambda c, n, k: not _cfg(c, "skip_prk_steps", False) and (int(_cfg(c, "num_train_timesteps", 1000)) // n) % 2 == 1),
+    KnownIssue("unipc-final-zero-nan", ("UniPCMultistepScheduler",), "final_sigmas_type='zero' with bh1 (or noise "
+               "predictions): B(h) = -inf (or sigma_t e^h) times 0 on the last step gives NaN", "lindiff finding",
+               lambda c, n, k: _cfg(c, "final_sigmas_type", "zero") == "zero"
+               and (_cfg(c, "solver_type", "bh2") == "bh1" or not _cfg(c, "predict_x0", True))),
+    KnownIssue("dpm-duplicate-timesteps", ("DPMSolverMultistepScheduler",), "squaredcos_cap_v2 with Karras / "
+               "exponential / beta sigmas: rounded timesteps repeat (998 x 3); the step index skips a sigma and step() "
+               "raises IndexError", "diffusers issue on DPMSolverMultistep + squaredcos_cap_v2 + karras (IndexError)",
+               lambda c, n, k: _cfg(c, "beta_schedule") == "squaredcos_cap_v2"
+               and any(_cfg(c, o) for o in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"))),
+)
+
+
+def known_issue(scheduler_name: str, config: dict, steps: int, step_kwargs: dict | None = None) -> str:
+    """The known upstream issues (keys and references) a configuration falls under, or ""."""
+    out = []
+    for issue in KNOWN_ISSUES:
+        if scheduler_name in issue.schedulers:
+            try:
+                hit = issue.applies(dict(config), int(steps), dict(step_kwargs or {}))
+            except Exception:  # noqa: BLE001 - a predicate that cannot decide does not apply
+                hit = False
+            if hit:
+                out.append(f"{issue.key} ({issue.reference})")
+    return "; ".join(out)
+
+
+def _grid_for(level: str) -> list[tuple[str, dict, int, dict]]:
+    """Configurations (scheduler class, config overrides, steps, step kwargs) of a conformance grid."""
+    rows: list[tuple[str, dict, int, dict]] = []
+
+    def add(name, cfg=None, steps=20, kw=None):
+        rows.append((name, dict(cfg or {}), steps, dict(kw or {})))
+
+    preds = ("epsilon", "v_prediction", "sample")
+    schedules = ("linear", "scaled_linear", "squaredcos_cap_v2")
+    spacings = ("leading", "trailing", "linspace")
+    sigma_opts = ({}, {"use_karras_sigmas": True}, {"use_exponential_sigmas": True}, {"use_beta_sigmas": True})
+    quick = level == "quick"
+    # DDPM family
+    for vt in ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log"):
+        add("DDPMScheduler", {"clip_sample": False, "variance_type": vt}, 50)
+    for pred in preds:
+        add("DDPMScheduler", {"clip_sample": False, "prediction_type": pred}, 25)
+    for sp in spacings:
+        for n in ((20,) if quick else (20, 61)):
+            add("DDIMScheduler", {"clip_sample": False, "timestep_spacing": sp}, n, {"eta": 0.0})
+            add("DDIMScheduler", {"clip_sample": False, "timestep_spacing": sp}, n, {"eta": 1.0})
+    for bs in schedules:
+        add("DDIMScheduler", {"clip_sample": False, "beta_schedule": bs, "prediction_type": "v_prediction"}, 20)
+    add("DDIMScheduler", {"clip_sample": False, "steps_offset": 1}, 50)
+    if not quick:
+        add("DDPMScheduler", {"clip_sample": False}, 1000)
+        add("DDPMScheduler", {"clip_sample": False, "beta_schedule": "squaredcos_cap_v2"}, 1000)
+    for skip in (False, True):
+        for n in (20, 40):
+            add("PNDMScheduler", {"skip_prk_steps": skip, "steps_offset": 1}, n)
+    add("PNDMScheduler", {"skip_prk_steps": True, "timestep_spacing": "linspace"}, 20)
+    add("PNDMScheduler", {"skip_prk_steps": True, "prediction_type": "v_prediction"}, 20)
+    for pred in preds:
+        add("LCMScheduler", {"prediction_type": pred}, 4)
+    for eta in (0.0, 0.3, 1.0):
+        add("TCDScheduler", {}, 4, {"eta": eta})
+    # sigma (VE-latent) schedulers
+    for name in ("EulerDiscreteScheduler", "HeunDiscreteScheduler", "KDPM2DiscreteScheduler",
+                 "KDPM2AncestralDiscreteScheduler", "LMSDiscreteScheduler", "DPMSolverSDEScheduler",
+                 "EulerAncestralDiscreteScheduler"):
+        has_sigma_opts = name not in ("EulerAncestralDiscreteScheduler",)
+        for sp in spacings:
+            add(name, {"timestep_spacing": sp}, 12)
+        for opt in (sigma_opts[1:] if has_sigma_opts else ()):
+            if name in ("KDPM2AncestralDiscreteScheduler",) and "use_beta_sigmas" in opt:
+                continue
+            add(name, dict(opt), 12)
+        add(name, {"prediction_type": "v_prediction", "beta_schedule": "scaled_linear"}, 12)
+    add("EulerDiscreteScheduler", {}, 12, {"s_churn": 1.0, "s_tmin": 0.05})
+    add("EulerDiscreteScheduler", {"final_sigmas_type": "sigma_min"}, 12)
+    add("EulerDiscreteScheduler", {"rescale_betas_zero_snr": True, "prediction_type": "v_prediction",
+                                   "timestep_spacing": "trailing"}, 12)
+    add("LMSDiscreteScheduler", {}, 12, {"order": 2})
+    # DPM-Solver family, DEIS, UniPC
+    for algo in ("dpmsolver++", "sde-dpmsolver++", "dpmsolver", "sde-dpmsolver"):
+        for order in (1, 2, 3):
+            for st in (("midpoint", "heun") if order == 2 else ("midpoint",)):
+                fin = "zero" if algo.endswith("++") else "sigma_min"
+                add("DPMSolverMultistepScheduler", {"algorithm_type": algo, "solver_order": order, "solver_type": st,
+                                                    "final_sigmas_type": fin}, 10)
+    for opt in sigma_opts[1:]:
+        add("DPMSolverMultistepScheduler", dict(opt), 20)
+        add("DPMSolverMultistepScheduler", {**opt, "beta_schedule": "squaredcos_cap_v2"}, 20)
+    add("DPMSolverMultistepScheduler", {"euler_at_final": True}, 10)
+    add("DPMSolverMultistepScheduler", {"lower_order_final": False, "final_sigmas_type": "sigma_min"}, 20)
+    for algo in ("dpmsolver++", "sde-dpmsolver++"):
+        for order in (2, 3):
+            for st in ("midpoint", "heun"):
+                add("DPMSolverSinglestepScheduler", {"algorithm_type": algo, "solver_order": order, "solver_type": st},
+                    9)
+    add("DPMSolverSinglestepScheduler", {"algorithm_type": "dpmsolver", "final_sigmas_type": "sigma_min"}, 9)
+    add("DPMSolverSinglestepScheduler", {"solver_order": 3, "lower_order_final": False}, 9)
+    for order in (1, 2, 3):
+        add("DEISMultistepScheduler", {"solver_order": order}, 10)
+    add("DEISMultistepScheduler", {"use_karras_sigmas": True}, 10)
+    for st in ("bh1", "bh2"):
+        for px in (True, False):
+            for fin in ("zero", "sigma_min"):
+                add("UniPCMultistepScheduler", {"solver_type": st, "predict_x0": px, "final_sigmas_type": fin,
+                                                "solver_order": 3 if px else 2}, 10)
+    add("UniPCMultistepScheduler", {"timestep_spacing": "leading"}, 10)
+    add("UniPCMultistepScheduler", {"use_karras_sigmas": True}, 10)
+    add("UniPCMultistepScheduler", {"lower_order_final": False}, 10)
+    for sched in ("karras", "exponential"):
+        for pred in ("epsilon", "v_prediction"):
+            add("EDMEulerScheduler", {"sigma_schedule": sched, "prediction_type": pred}, 10)
+            add("EDMDPMSolverMultistepScheduler", {"sigma_schedule": sched, "prediction_type": pred}, 10)
+    return rows
+
+
+def _short(config: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in config.items()) or "defaults"
+
+
+def _verdict(res: OracleResult) -> str:
+    if res.mode == "crash":
+        return "CRASH"
+    if res.mode == "undefined":
+        return "UNDEFINED"
+    if res:
+        return "PASS"
+    if res.cov_error is None and "NaN" in res.message:
+        return "NaN"
+    return "FAIL"
+
+
+def conformance(level: str = "standard", X=None, *, d: int = 3, precision: str = "float64", schedulers=None,
+                progress: bool | None = None) -> "Table":
+    r"""Run every supported diffusers scheduler over a grid of configurations and tabulate the verdicts.
+
+    Each row is one :func:`check_scheduler` call (exact mode): scheduler, configuration (the options
+    changed from its defaults; ``step: ...`` are arguments of ``step``), steps, relative mean and
+    covariance errors, :math:`\mathrm{KL}(\text{diffusers}\,\|\,\text{lindiff})`, the verdict (``PASS``,
+    ``FAIL``, ``NaN``, ``CRASH`` — the scheduler raised —, ``UNDEFINED`` — the configured method has no
+    law —, ``UNSUPPORTED`` — refused by diffusers or by the adapter, with the reason) and the known
+    upstream issue it falls under (:data:`KNOWN_ISSUES`).
+
+    Parameters
+    ----------
+    level : ``"quick"`` (~150 rows, a few seconds), ``"standard"`` (~200 rows, including two 1000-step
+        DDPM loops) — the grid is listed in ``_grid_for``
+    X : training points of the linear model (default: 2d points of a fixed Gaussian in d dimensions)
+    precision : ``"float64"`` or ``"float32"`` (see :func:`check_scheduler`)
+    schedulers : restrict to these class names
+    progress : show a progress bar (default: on a terminal)
+
+    >>> table = conformance("quick", schedulers=["LCMScheduler"])  # doctest: +SKIP
+    """
+    import diffusers as D
+
+    from .._progress import Progress
+    from ..tables import Column, Table
+
+    if level not in ("quick", "standard"):
+        raise ValueError(f"level must be 'quick' or 'standard', got {level!r}")
+    if X is None:
+        from ..spectra import power_law
+
+        p0 = Gaussian.from_spectrum(power_law(d, 1.0), None, np.linspace(-0.5, 0.5, d))
+        X = p0.sample(2 * d, np.random.default_rng(0))
+    X = np.asarray(X, dtype=float)
+    grid = [r for r in _grid_for(level) if schedulers is None or r[0] in schedulers]
+    rows = []
+    with Progress(len(grid), "diffusers conformance", progress) as bar:
+        for name, cfg, steps, kw in grid:
+            config = _short(cfg) + (f"; step: {_short(kw)}" if kw else "")
+            known = known_issue(name, {**cfg, "_class_name": name}, steps, kw)
+            try:
+                scheduler = getattr(D, name)(**cfg)
+                eta = kw.get("eta")
+                step_kwargs = {k: v for k, v in kw.items() if k != "eta"}
+                res = check_scheduler(scheduler, steps, X, eta=eta, step_kwargs=step_kwargs or None, precision=precision)
+            except (ValueError, NotImplementedError, TypeError) as exc:  # refused by diffusers or by the adapter
+                rows.append([name, config, steps, None, None, None, "UNSUPPORTED", known, str(exc)[:160]])
+                bar.update(1)
+                continue
+            kl = res.details.get("kl(user || lindiff)")
+            note = res.details.get("discrepancy") or res.details.get("crash") or res.details.get("undefined") or \
+                ("" if res else res.message[:160])
+            rows.append([name, config, steps, res.mean_error, res.cov_error, kl, _verdict(res), known, note])
+            bar.update(1)
+    cols = [Column("scheduler"), Column("config", note="options changed from the defaults; step: arguments of step()"),
+            Column("steps"), Column("mean error", note="relative, exact probe vs lindiff", fmt=".2g"),
+            Column("cov error", note="relative Frobenius", fmt=".2g"),
+            Column("KL", "nats", "KL(diffusers || lindiff), exact Gaussians", fmt=".2g"),
+            Column("verdict", note="PASS / FAIL / NaN / CRASH (scheduler raised) / UNDEFINED (no law) / UNSUPPORTED"),
+            Column("known upstream issue"), Column("note")]
+    counts = {v: sum(1 for r in rows if r[6] == v) for v in ("PASS", "FAIL", "NaN", "CRASH", "UNDEFINED", "UNSUPPORTED")}
+    unexplained = sum(1 for r in rows if r[6] in ("FAIL", "NaN", "CRASH") and not r[7])
+    caption = (f"diffusers {D.__version__} schedulers vs lindiff's exact laws ({precision}, d = {X.shape[1]}, "
+               f"linear model on N = {X.shape[0]} points): " + ", ".join(f"{v} {c}" for v, c in counts.items() if c))
+    notes = [f"tolerance: lindiff.testing.roundoff_tolerance ({precision}); failures without a known issue: {unexplained}"]
+    return Table(caption, cols, rows, notes)
+
+
+def plot_conformance(table, path: str | None = None):
+    """Covariance error per configuration, grouped by scheduler (log scale), coloured by verdict, with
+    the float64 tolerance; returns the matplotlib Figure (and writes ``path`` if given)."""
+    from ..plots import _pyplot
+
+    plt = _pyplot()
+    rows = list(table.rows)
+    names = sorted({r[0] for r in rows})
+    colours = {"PASS": "C2", "FAIL": "C3", "NaN": "C1", "CRASH": "k", "UNDEFINED": "C7", "UNSUPPORTED": "C0"}
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(names) + 1.5))
+    for i, name in enumerate(names):
+        for r in (r for r in rows if r[0] == name):
+            err = r[4]
+            value = err if (err is not None and np.isfinite(err) and err > 0) else (1.0 if r[6] != "PASS" else 1e-17)
+            ax.plot(max(value, 1e-17), i + np.random.default_rng(hash(r[1]) % 2**32).uniform(-0.25, 0.25), "o",
+                    color=colours.get(r[6], "C4"), ms=4, alpha=0.8)
+    ax.axvline(1e-10, color="C3", lw=0.8, ls="--", label="float64 tolerance")
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel("relative covariance error (NaN / crash / undefined plotted at 1)")
+    for verdict, c in colours.items():
+        ax.plot([], [], "o", color=c, label=verdict)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(table.caption[:110], fontsize=8)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=130)
+    return fig
