@@ -54,6 +54,8 @@ def _data_gaussian(model: AffineModel, data) -> Gaussian:
 
 def _times(model, t) -> tuple[np.ndarray, bool]:
     arr = model.process.check_time(t)
+    if arr.ndim > 1:
+        raise ValueError(f"t must be a time or a 1-D array of times, got shape {arr.shape}")
     return np.atleast_1d(arr), arr.ndim == 0
 
 
