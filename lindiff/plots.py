@@ -60,24 +60,27 @@ def plot_transition(result, path: str) -> str:
 
 
 def plot_stability(per_time, integrated, path: str) -> str:
-    """Exact gap vs bound against t (per N) and the integrated gap against eps; writes ``path``."""
+    """Expected gap vs bound against t (per N) and the integrated gap against eps; writes ``path``.
+
+    Takes the tables of :func:`lindiff.stability.stability_table` and :func:`~lindiff.stability.integrated_table`
+    (columns found by name); error bars are the tables' standard errors."""
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    by_n: dict = {}
-    for row in per_time.rows:
-        by_n.setdefault(row[0], []).append(row)
-    for k, (N, rows) in enumerate(sorted(by_n.items())):
-        t = [r[1] for r in rows]
-        ax1.errorbar(t, [r[2][0] for r in rows], yerr=[r[2][1] for r in rows], fmt="o-", color=f"C{k}", label=f"exact gap, N={N}")
-        ax1.plot(t, [r[8] for r in rows], "s--", color=f"C{k}", label=f"bound, N={N}")
-    ax1.set(xscale="log", yscale="log", xlabel="t", ylabel="E gap (score units)", title="generalisation gap vs stability bound")
+    recs = per_time.to_records()
+    for k, N in enumerate(sorted({r["N"] for r in recs})):
+        rows = [r for r in recs if r["N"] == N]
+        t = [r["t"] for r in rows]
+        m, e = _mean_err([r["replace-one"] for r in rows])
+        ax1.errorbar(t, m, yerr=e, fmt="o-", color=f"C{k}", label=f"E gap, N={N}")
+        m, e = _mean_err([r["bound"] for r in rows])
+        ax1.errorbar(t, m, yerr=e, fmt="s--", color=f"C{k}", label=f"bound, N={N}")
+    ax1.set(xscale="log", yscale="log", xlabel="t", ylabel="score units", title="expected gap vs stability bound")
     ax1.legend(fontsize=7)
-    by_n = {}
-    for row in integrated.rows:
-        by_n.setdefault(row[0], []).append(row)
-    for k, (N, rows) in enumerate(sorted(by_n.items())):
-        e = [r[1] for r in rows]
-        ax2.errorbar(e, [r[2][0] for r in rows], yerr=[r[2][1] for r in rows], fmt="o-", color=f"C{k}", label=f"N={N}")
+    recs = integrated.to_records()
+    for k, N in enumerate(sorted({r["N"] for r in recs})):
+        rows = [r for r in recs if r["N"] == N]
+        m, e = _mean_err([r["int gap"] for r in rows])
+        ax2.errorbar([r["eps"] for r in rows], m, yerr=e, fmt="o-", color=f"C{k}", label=f"N={N}")
     ax2.set(xscale="log", yscale="log", xlabel="eps (forward-process early stopping)", ylabel="integrated gap",
             title="denoising regularisation")
     ax2.legend(fontsize=8)
