@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-__all__ = ["plot_transition"]
+__all__ = ["plot_transition", "plot_stability", "plot_variance"]
 
 
 def _pyplot():
@@ -84,6 +84,42 @@ def plot_stability(per_time, integrated, path: str) -> str:
     ax2.set(xscale="log", yscale="log", xlabel="eps (forward-process early stopping)", ylabel="integrated gap",
             title="denoising regularisation")
     ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def plot_variance(table, path: str) -> str:
+    """Off-span variance (Monte Carlo ± s.e. and the 1/P series) and E KL(data || law) against P, one
+    curve per (N/d, ridge); the P = infinity values as dashed lines.  Takes
+    :func:`lindiff.variance.variance_table`; writes ``path``."""
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    recs = table.to_records()
+    groups = sorted({(r["N/d"], r["ridge"]) for r in recs})
+    for k, (ratio, ridge) in enumerate(groups):
+        rows = [r for r in recs if r["N/d"] == ratio and r["ridge"] == ridge]
+        fin = [r for r in rows if r["P"] != "inf"]
+        inf = [r for r in rows if r["P"] == "inf"]
+        P = np.array([r["P"] for r in fin], float)
+        colour, label = f"C{k}", f"N/d={ratio:g}, ridge {ridge:g}"
+        m, e = _mean_err([r["off-span var"] for r in fin])
+        m = np.where(m > 0, m, np.nan)  # exact zeros cannot sit on a log axis
+        ax1.errorbar(P, m, yerr=e, fmt="o", color=colour, ms=4, label=label)
+        ser = [(p, r["series"]) for p, r in zip(P, fin) if r["series"] is not None and r["series"] > 0]
+        if ser:
+            ax1.plot(*zip(*ser), "-", color=colour, lw=1)
+        if inf and _mean_err([inf[0]["off-span var"]])[0][0] > 0:
+            ax1.axhline(_mean_err([inf[0]["off-span var"]])[0][0], color=colour, ls="--", lw=0.8)
+        kl = [r["E KL(data||law)"] for r in fin]
+        m, e = _mean_err(kl)
+        ax2.errorbar(P, m, yerr=e, fmt="o-", color=colour, ms=4, label=label)
+    ax1.set(xscale="log", yscale="log", xlabel="noise draws per training point P",
+            ylabel="off-span variance E||P_perp(x - xbar)||^2", title="variance off the training span (line: c0 + c1/P)")
+    ax1.legend(fontsize=7)
+    ax2.set(xscale="log", yscale="log", xlabel="P", ylabel="E KL(data || law) (nats)", title="distance to the data")
+    ax2.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
