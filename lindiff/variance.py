@@ -69,7 +69,7 @@ from .tables import Column, Table
 
 __all__ = ["noise_draw_weights", "NoiseDrawWeightMoments", "noise_draw_weight_moments", "noise_draw_allocation",
            "noise_draw_model", "NoiseDrawLaw", "noise_draw_law", "NoiseDrawSeries", "noise_draw_series", "VKernel",
-           "v_kernel", "variance_table", "v_kernel_table", "variance_tables", "ALLOCATIONS", "WEIGHTINGS"]
+           "v_kernel", "variance_table", "v_kernel_table", "v_kernel_spectrum_table", "variance_tables", "ALLOCATIONS", "WEIGHTINGS"]
 
 ALLOCATIONS = ("per_step", "schedule")
 WEIGHTINGS = ("eps", "score", "x0")
@@ -230,6 +230,13 @@ def noise_draw_allocation(prog: SamplerProgram, P: int, allocation: str = "per_s
     ``window=(lo, hi)`` restricts the draws to steps with lo <= t <= hi; the other steps use the
     P = infinity weights (no variance injected there).  ``share_t`` is the unrounded :math:`\rho_k`
     (the series in 1/P uses it).
+
+    Examples
+    --------
+    >>> import lindiff as ld
+    >>> prog = ld.build_sampler(ld.DDPM.linear(100), "ddpm", 4)
+    >>> {t: p for t, (p, _) in noise_draw_allocation(prog, 8, "schedule").items()}  # the last cell (1, 0] is short
+    {76.0: 11, 51.0: 11, 26.0: 11, 1.0: 1}
     """
     P = as_positive_int(P, "P")
     if allocation not in ALLOCATIONS:
@@ -289,7 +296,17 @@ def noise_draw_model(X, process: Process, prog: SamplerProgram, P: int, rng: RNG
                      weighting: str = "eps") -> LinearDenoiser:
     """One random model: noise-draw weights at the times ``prog`` visits (see :func:`noise_draw_allocation`);
     ``weighting`` (``"eps"``, ``"score"`` = 1/sigma^2, ``"x0"`` = sigma^2/alpha^2) scales the per-time data
-    term, which for free per-time weights only changes the effective ridge to ``ridge / lambda(t)``."""
+    term, which for free per-time weights only changes the effective ridge to ``ridge / lambda(t)``.
+
+    Examples
+    --------
+    >>> import numpy as np, lindiff as ld
+    >>> X = np.random.default_rng(0).standard_normal((4, 3))
+    >>> prog = ld.build_sampler(ld.DDPM.linear(100), "ddpm", 5)
+    >>> model = noise_draw_model(X, prog.process, prog, P=16, rng=1)
+    >>> ld.sampling_law(model, prog.process, "ddpm", 5).dim
+    3
+    """
     X = as_training_set(X, "X")
     ridge = as_nonnegative_float(ridge, "ridge")
     alloc = noise_draw_allocation(prog, P, allocation, window)
@@ -629,7 +646,16 @@ def v_kernel(X, process: Process, t: float, P: int, ridge: float = 0.0, p0: Gaus
 def v_kernel_table(X, process: Process, times: Sequence[float], P: int, ridge: float = 0.0, p0: Gaussian | None = None,
                    sampler: str = "ddpm", steps: int | None = 20, **options) -> Table:
     """Per time: the proxy covariance and the V-kernel on and off the training span, and the off-span
-    variance each sampler step injects and passes to the output (from :func:`noise_draw_series`)."""
+    variance each sampler step injects and passes to the output (from :func:`noise_draw_series`).
+
+    Examples
+    --------
+    >>> import lindiff as ld
+    >>> X = ld.Gaussian.from_spectrum([1.0, 0.5, 0.25, 0.1]).sample(3, 0)
+    >>> table = v_kernel_table(X, ld.DDPM.linear(100), [1.0, 51.0], P=8, steps=5)
+    >>> [row[4] for row in table.rows] == [0.0, 0.0] or max(abs(row[4]) for row in table.rows) < 1e-9
+    True
+    """
     X = as_training_set(X, "X", min_points=2)
     ser = noise_draw_series(X, process, sampler, steps, ridge=ridge, **options)
     rows = []
@@ -652,6 +678,41 @@ def v_kernel_table(X, process: Process, times: Sequence[float], P: int, ridge: f
                  f"{sampler} ({steps} steps) on {process!r}", cols, rows, notes)
 
 
+def v_kernel_spectrum_table(X, process: Process, t: float, P: int, ridge: float = 0.0, p0: Gaussian | None = None) -> Table:
+    """Per eigen-direction of the training covariance (largest first): the training and data eigenvalues
+    (matched by rank), the proxy-score covariance's eigenvalues under the fitted Gaussian and under the
+    data, and the V-kernel's diagonal in the training eigenbasis; directions off the span have training
+    eigenvalue 0, where the proxy covariance is 0 and, without a ridge, so is the V-kernel.
+
+    Examples
+    --------
+    >>> import lindiff as ld
+    >>> X = ld.Gaussian.from_spectrum([1.0, 0.5, 0.25, 0.1]).sample(3, 0)
+    >>> table = v_kernel_spectrum_table(X, ld.DDPM.linear(100), 10, P=8)
+    >>> [row[-1] for row in table.rows]
+    ['span', 'span', 'off span', 'off span']
+    """
+    vk = v_kernel(X, process, t, P, ridge, p0)
+    order = np.argsort(vk.train_eigenvalues)[::-1]
+    _, Pp = _span_projector(as_training_set(X, "X"))
+    data = None if vk.data_eigenvalues is None else np.sort(vk.data_eigenvalues)[::-1]
+    pdata = None if vk.proxy_data is None else np.sort(vk.proxy_data)[::-1]
+    diag = vk.kernel_diagonal
+    rows = []
+    for k, j in enumerate(order):
+        on = float(vk.basis[:, j] @ Pp @ vk.basis[:, j]) < 0.5
+        rows.append([k + 1, float(vk.train_eigenvalues[j]), None if data is None else float(data[k]),
+                     float(vk.proxy_fit[j]), None if pdata is None else float(pdata[k]), float(diag[j]),
+                     "span" if on else "off span"])
+    cols = [Column("k"), Column("train eigenvalue"), Column("data eigenvalue", note="k-th largest of the data"),
+            Column("proxy (fit)", "score^2", "alpha^2 l / (sigma^2 (alpha^2 l + sigma^2)), l the training eigenvalue"),
+            Column("proxy (data)", "score^2", "the same for the k-th data eigenvalue"),
+            Column("V-kernel", "score^2", f"diagonal of E_x Cov_draws[score] in the training eigenbasis, P = {P}"),
+            Column("direction")]
+    return Table(f"V-kernel against the spectrum at t = {t:g}: N = {X.shape[0]}, d = {X.shape[1]}, ridge {ridge:g}, "
+                 f"{process!r}", cols, rows)
+
+
 def variance_table(d: int = 16, ratios: Sequence[float] = (0.25, 0.5, 2.0), Ps: Sequence[int] = (1, 2, 4, 16, 64),
                    ridges: Sequence[float] = (0.0, 0.01), process: Process | None = None, sampler: str = "ddpm",
                    steps: int | None = 20, draws: int = 24, samples: int = 1000, exponent: float = 1.0,
@@ -662,7 +723,14 @@ def variance_table(d: int = 16, ratios: Sequence[float] = (0.25, 0.5, 2.0), Ps: 
 
     One training set per N/d (the same for every P and ridge: common random numbers); Monte Carlo
     columns are mean ± s.e. over ``draws`` noise-draw models, each law exact.  "series" is the closed
-    form :math:`c_0 + c_1/P` (single-stage samplers)."""
+    form :math:`c_0 + c_1/P` (single-stage samplers).
+
+    Examples
+    --------
+    >>> table = variance_table(d=4, ratios=(0.5,), Ps=(8,), ridges=(0.0,), steps=4, draws=3, samples=20)
+    >>> [row[2] for row in table.rows], table.rows[-1][7]  # P, and the rank of the P = infinity law (N - 1)
+    ([8, 'inf'], 1)
+    """
     process = DDPM.linear(1000) if process is None else process
     d = as_positive_int(d, "d")
     gen = as_rng(seed)
@@ -711,7 +779,15 @@ def variance_tables(d: int = 16, ratios: Sequence[float] = (0.25, 0.5, 2.0), Ps:
                     v_times: Sequence[float] | None = None, seed=0, **options) -> dict[str, Table]:
     """The tables of ``lindiff variance`` by name: ``"variance"`` (:func:`variance_table`) and
     ``"v_kernel"`` (:func:`v_kernel_table` for the smallest N/d, the largest ridge and the smallest P > d/N, at
-    every sampler step unless ``v_times`` is given)."""
+    every sampler step unless ``v_times`` is given) and ``"v_spectrum"`` (:func:`v_kernel_spectrum_table` at the
+    earliest of those times).
+
+    Examples
+    --------
+    >>> tables = variance_tables(d=4, ratios=(0.5,), Ps=(4,), ridges=(0.0,), steps=4, draws=3, samples=20)
+    >>> sorted(tables)
+    ['v_kernel', 'v_spectrum', 'variance']
+    """
     process = DDPM.linear(1000) if process is None else process
     main = variance_table(d, ratios, Ps, ridges, process, sampler, steps, draws, samples, exponent, allocation, window,
                           weighting, seed, **options)
@@ -726,4 +802,5 @@ def variance_tables(d: int = 16, ratios: Sequence[float] = (0.25, 0.5, 2.0), Ps:
         v_times = sorted({float(stage.t) for st in prog.steps for stage in st.stages})
     vk = v_kernel_table(X, process, v_times, P, max(ridges), p0, sampler, steps, allocation=allocation, window=window,
                         weighting=weighting, **options)
-    return {"variance": main, "v_kernel": vk}
+    spectrum = v_kernel_spectrum_table(X, process, float(min(v_times)), P, max(ridges), p0)
+    return {"variance": main, "v_kernel": vk, "v_spectrum": spectrum}

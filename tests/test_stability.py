@@ -141,6 +141,10 @@ def test_bound_estimate_cells_and_errors():
     assert est.resolved and est.ratio_cell() == est.ratio
     weak = bound_estimate([1.0, 2.0, 0.2], [0.1, 0.6, 0.1], [8.0, 9.0, 7.5])
     assert not weak.resolved and weak.ratio_cell().startswith("not resolved (")
+    import copy
+    import pickle
+
+    assert pickle.loads(pickle.dumps(est)) == est and copy.deepcopy(weak) == weak
     one = bound_estimate([1.0], [0.3], [8.0])
     assert not one.resolved and math.isinf(one.ratio[1])
     with pytest.raises(ValueError, match="same positive length"):

@@ -146,6 +146,10 @@ def test_series_split_and_feed():
     assert ser.off_span1 == pytest.approx(ser.off_span1_bias + ser.off_span1_variance, rel=1e-10)
     assert np.sum(ser.feed) == pytest.approx(ser.off_span1_variance, rel=1e-8)
     assert np.all(ser.source >= -1e-15) and ser.feed[-1] == pytest.approx(ser.source[-1])
+    for value in (ser, v_kernel(X, PROCESS, 20, 8), noise_draw_weight_moments(X, 0.5, 0.5)):
+        for back in (pickle.loads(pickle.dumps(value)), copy.deepcopy(value)):
+            assert type(back) is type(value)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(ser)).cov1, ser.cov1)
     with pytest.raises(ValueError, match="single-stage"):
         noise_draw_series(X, ld.OU(), "heun", 5)
 
