@@ -72,7 +72,7 @@ def _nonnegative_float(text: str) -> float:
 
 
 _nonnegative_float.__name__ = "non-negative number"
-_LIST_FLAGS = ("--ratios", "--Ns", "--times", "--eps", "--Ps")
+_LIST_FLAGS = ("--ratios", "--Ns", "--times", "--eps", "--Ps", "--ridges", "--window")
 
 
 def _join_negative_lists(argv: list[str]) -> list[str]:
@@ -218,47 +218,60 @@ def _cmd_transition(args) -> int:
     return 0
 
 
-STABILITY_TABLES = ("per_time", "integrated", "kl_bound", "sampler_regularisation")
+STABILITY_TABLES = ("per_time", "integrated", "kl_bound", "sampler")
 
 
 def _cmd_stability(args) -> int:
-    from .gaussian import Gaussian
     from .processes import OU
-    from .spectra import power_law
-    from .stability import integrated_table, kl_bound_table, sampler_regularisation_table, stability_table
+    from .stability import stability_tables
 
     _check_plot_path(args.plot)
     process = OU(3.0)
-    p0 = Gaussian.from_spectrum(power_law(args.d, 1.0))
-    Ns, times, eps = args.Ns, args.times, args.eps
-    if any(t > process.T for t in times):
+    if max(args.times) > process.T:
         raise CLIError(f"--times must lie in (0, {process.T:g}] (the OU process runs to T = {process.T:g})")
-    if max(eps) >= process.T:
+    if max(args.eps) >= process.T:
         raise CLIError(f"--eps must lie in (0, {process.T:g})")
-    if min(Ns) < 2:
+    if min(args.Ns) < 2:
         raise CLIError("--Ns: every training-set size must be at least 2 (replace-one needs a second point)")
-    want = set(STABILITY_TABLES if args.table is None and args.format != "csv" else [args.table])
     if args.format == "csv" and args.table is None:
         raise CLIError("--format csv holds one table: choose it with --table NAME, one of: " + ", ".join(STABILITY_TABLES))
-    prog = _progress(args)
-    tables: dict[str, Table] = {}
-    if "per_time" in want or args.plot:
-        tables["per_time"] = stability_table(p0, Ns, process, times, args.ridge, args.repeats, args.draws, args.seed,
-                                             progress=prog)
-    if "integrated" in want or args.plot:
-        tables["integrated"] = integrated_table(p0, Ns, process, eps, ridge=args.ridge, repeats=max(3, args.repeats // 4),
-                                                draws=2, seed=args.seed, progress=prog)
-    if "kl_bound" in want:
-        tables["kl_bound"] = kl_bound_table(p0, Ns, process, eps[-1:] + [0.3], ridge=args.ridge, repeats=3, seed=args.seed)
-    if "sampler_regularisation" in want:
-        tables["sampler_regularisation"] = sampler_regularisation_table(p0, max(Ns), process, (3, 6, 12, 25, 50, 100),
-                                                                        t_min=min(eps), n=300, rng=args.seed,
-                                                                        progress=prog)
-    print(Tables({k: tables[k] for k in STABILITY_TABLES if k in tables and k in want}).render(args.format))
+    tables = stability_tables(d=args.d, Ns=args.Ns, times=args.times, eps_values=args.eps, ridge=args.ridge,
+                              repeats=args.repeats, draws=args.draws, integrated_repeats=args.integrated_repeats,
+                              process=process, seed=args.seed, progress=_progress(args))
+    _emit(Tables(tables), args)
     if args.plot:
         from .plots import plot_stability
 
         plot_stability(tables["per_time"], tables["integrated"], args.plot)
+        print(f"figure written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+VARIANCE_TABLES = ("variance", "v_kernel", "v_spectrum")
+
+
+def _cmd_variance(args) -> int:
+    from .variance import variance_tables
+
+    _check_plot_path(args.plot)
+    process = _process(args)
+    if args.sampler not in _samplers_for(process):
+        raise CLIError(f"--sampler {args.sampler} needs a continuous process; with --schedule {args.schedule} "
+                       f"choose one of: {', '.join(_samplers_for(process))}")
+    if args.window is not None and (len(args.window) != 2 or args.window[0] >= args.window[1]):
+        raise CLIError("--window must be two increasing times LO,HI")
+    if args.format == "csv" and args.table is None:
+        raise CLIError("--format csv holds one table: choose it with --table NAME, one of: " + ", ".join(VARIANCE_TABLES))
+    tables = variance_tables(d=args.d, ratios=args.ratios, Ps=args.Ps, ridges=args.ridges, process=process,
+                             sampler=args.sampler, steps=args.steps, draws=args.draws, samples=args.samples,
+                             exponent=args.exponent, allocation=args.allocation,
+                             window=tuple(args.window) if args.window else None, weighting=args.weighting,
+                             seed=args.seed)
+    _emit(Tables(tables), args)
+    if args.plot:
+        from .plots import plot_variance
+
+        plot_variance(tables["variance"], args.plot)
         print(f"figure written to {args.plot}", file=sys.stderr)
     return 0
 
@@ -380,14 +393,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eps", type=_number_list("positive early-stopping times"), default=[0.001, 0.01, 0.1],
                    help="comma-separated smallest times of the integrated table (default 0.001,0.01,0.1)")
     p.add_argument("--ridge", type=_nonnegative_float, default=0.0, help="ridge of the fitted denoiser (default 0)")
-    p.add_argument("--repeats", type=_bounded_int(1, "training sets per N"), default=20,
-                   help="training sets per N (default 20)")
+    p.add_argument("--repeats", type=_bounded_int(2, "training sets per N"), default=48,
+                   help="training sets per N in the per-time table (default 48)")
     p.add_argument("--draws", type=_bounded_int(1, "replacement draws per set"), default=4,
-                   help="replacement points z' drawn per training set (default 4)")
+                   help="replacement points z' per training set, each averaged exactly over the replaced index i "
+                        "(default 4)")
+    p.add_argument("--integrated-repeats", type=_bounded_int(2, "training sets per N"), default=32,
+                   help="training sets per N in the integrated table (default 32)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     _add_output_flags(p, tables=STABILITY_TABLES)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_stability)
+
+    p = sub.add_parser("variance", help="generalisation through variance: finite noise draws P per training point",
+                       description="A linear denoiser fitted with P noise draws per training point (Vastola 2025) is a "
+                                   "random model; each draw's sampler law is exact and the table averages over draws: "
+                                   "variance off the span of the centred training points, rank, KL(data || law) and "
+                                   "distance to the nearest training point against P and N/d, with the 1/P series in "
+                                   "closed form, and the V-kernel (covariance of the DSM target) against the data "
+                                   "spectrum. Data N(0, diag(k^-exponent)).")
+    p.add_argument("--d", type=_bounded_int(1, "dimension"), default=16, help="data dimension (default 16)")
+    p.add_argument("--ratios", type=_number_list("positive N/d ratios"), default=[0.25, 0.5, 2.0],
+                   help="comma-separated N/d values (default 0.25,0.5,2)")
+    p.add_argument("--Ps", type=_number_list("noise draws per point", integer=True), default=[1, 2, 4, 16, 64],
+                   help="comma-separated noise draws P per training point (default 1,2,4,16,64)")
+    p.add_argument("--ridges", type=_number_list("non-negative ridges", positive=False), default=[0.0, 0.01],
+                   help="comma-separated ridges of the fit (default 0,0.01)")
+    p.add_argument("--exponent", type=_nonnegative_float, default=1.0,
+                   help="power-law exponent p in lambda_k ~ k^-p (default 1)")
+    p.add_argument("--schedule", default="linear", choices=SCHEDULES, help="forward process (default linear)")
+    p.add_argument("--T", type=_bounded_int(1, "number of DDPM steps"), default=1000, help="DDPM steps (default 1000)")
+    p.add_argument("--sampler", default="ddpm", choices=SAMPLERS, metavar="SAMPLER",
+                   help="sampler whose exact law is averaged over noise draws (default ddpm); one of: " + ", ".join(SAMPLERS))
+    p.add_argument("--steps", type=_bounded_int(1, "number of sampler steps"), default=20,
+                   help="sampler steps; noise draws are made at these times (default 20)")
+    p.add_argument("--draws", type=_bounded_int(2, "noise-draw realisations"), default=24,
+                   help="independent realisations of the P-draw fit for the Monte Carlo average (default 24)")
+    p.add_argument("--samples", type=_bounded_int(1, "samples per law"), default=1000,
+                   help="samples per law for the nearest-training-point distance (default 1000)")
+    p.add_argument("--allocation", choices=("per_step", "schedule"), default="per_step",
+                   help="which times get noise draws: every sampler step, or times drawn from the training schedule "
+                        "(default per_step)")
+    p.add_argument("--window", type=_number_list("times LO,HI", positive=False), default=None,
+                   help="only times in [LO, HI] get noise draws (default: all)")
+    p.add_argument("--weighting", choices=("eps", "score", "x0"), default="eps",
+                   help="loss weighting of the fit: eps-, score- or x0-prediction (default eps)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    _add_output_flags(p, tables=VARIANCE_TABLES)
+    p.set_defaults(func=_cmd_variance)
 
     p = sub.add_parser("derive", help="list the sympy derivations, or print one checked against lindiff",
                        description="Each derivation derives a closed form with sympy from its definition and checks "

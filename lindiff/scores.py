@@ -474,6 +474,10 @@ class LinearDenoiser(AffineModel):
         (ordinary least squares with intercept; the minimum-norm solution when under-determined).  The
         draws at time t come from a generator seeded by (rng, t), so the model is a fixed random
         function: the same t always gives the same weights.  As ``draws -> inf`` it tends to :meth:`fit`.
+        With ``ridge=0`` and ``N * draws > d`` the weights are *exactly* those of :meth:`fit` on the directions
+        orthogonal to the span of the centred training points (the input's component there is an exact
+        multiple of the noise), so finite P changes the model only on that span; :mod:`lindiff.variance`
+        computes the law averaged over the draws.
         """
         X = as_training_set(X, "X")
         draws = as_positive_int(draws, "draws")

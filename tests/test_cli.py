@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import lindiff
-from lindiff.cli import STABILITY_TABLES, build_parser, main
+from lindiff.cli import STABILITY_TABLES, VARIANCE_TABLES, build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ["text", "markdown", "latex", "csv", "json"]
@@ -22,7 +22,10 @@ SMALL_TRANSITION = ["transition", "--d", "6", "--repeats", "3", "--ratios", "0.5
 SMALL_STABILITY = ["stability", "--d", "3", "--Ns", "3,12", "--times", "0.1,1", "--eps", "0.01,0.1", "--repeats", "4",
                    "--draws", "2", "--no-progress"]
 SAMPLER = ["sampler", "ddim", "--steps", "5", "--eta", "0.5"]
-COMMANDS = {"transition": SMALL_TRANSITION, "stability": SMALL_STABILITY, "sampler": SAMPLER}
+SMALL_VARIANCE = ["variance", "--d", "4", "--ratios", "0.5", "--Ps", "2,8", "--ridges", "0,0.01", "--steps", "4",
+                  "--draws", "3", "--samples", "20"]
+COMMANDS = {"transition": SMALL_TRANSITION, "stability": SMALL_STABILITY, "sampler": SAMPLER, "variance": SMALL_VARIANCE}
+MULTI = {"stability": STABILITY_TABLES, "variance": VARIANCE_TABLES}
 
 
 def _run(capsys, argv) -> str:
@@ -31,7 +34,7 @@ def _run(capsys, argv) -> str:
 
 
 def _csv_args(name, argv):
-    return argv + ["--table", "per_time"] if name == "stability" else argv
+    return argv + ["--table", MULTI[name][0]] if name in MULTI else argv
 
 
 def _compile_latex(fragment: str, tmp_path: Path) -> None:
@@ -53,13 +56,13 @@ def test_every_command_prints_one_document_per_format(capsys, tmp_path, name, fm
         payload = json.loads(out)  # one document: json.loads refuses trailing data
         tables = payload["tables"].values() if "tables" in payload else [payload]
         assert all(t["rows"] for t in tables)
-        if name == "stability":
-            assert list(payload["tables"]) == list(STABILITY_TABLES)
+        if name in MULTI:
+            assert list(payload["tables"]) == list(MULTI[name])
     elif fmt == "csv":
         rows = list(csv.reader(io.StringIO(out)))
         assert len(rows) >= 3 and len({len(r) for r in rows}) == 1, "a CSV document is one rectangular table"
     elif fmt == "latex":
-        assert out.count("\\begin{tabular}") == (len(STABILITY_TABLES) if name == "stability" else 1)
+        assert out.count("\\begin{tabular}") == len(MULTI.get(name, [None]))
         assert "$\\infty$inite" not in out and "^" not in out.replace("\\textasciicircum{}", "").replace("$^2$", "")
         if shutil.which("pdflatex"):
             _compile_latex(out, tmp_path)
