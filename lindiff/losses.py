@@ -192,7 +192,7 @@ def generalisation_gap(model: AffineModel, X, p0: Gaussian, t) -> float | np.nda
 
     (no subtraction of two nearly equal losses).  For the fitted model (no ridge) this is
     :math:`\alpha^2\sigma^2[\operatorname{tr}(\hat S_t^{-2}(S - \hat S)) + (\hat\mu-\mu)^T\hat S_t^{-2}(\hat\mu-\mu)]`
-    with :math:`\hat S_t = \alpha^2\hat S + \sigma^2 I` (THEORY §3; ``derivations/losses.py`` derives it).
+    with :math:`\hat S_t = \alpha^2\hat S + \sigma^2 I` (docs/theory.md#train-and-test-loss-at-the-optimum; ``derivations/losses.py`` derives it).
     """
     _check_affine(model)
     if not isinstance(p0, Gaussian):

@@ -1,6 +1,6 @@
 r"""Score models: the exact Gaussian score, the exact empirical (mixture) score and linear denoisers.
 
-Conventions (see ``API.md``): a model predicts noise, ``eps_hat(x, t)``; its score is
+Conventions (see ``docs/theory.md#noise-score-and-data-predictions``): a model predicts noise, ``eps_hat(x, t)``; its score is
 ``-eps_hat / sigma(t)`` and its x0-prediction ``(x - sigma eps_hat) / alpha``.  An *affine* model has
 ``eps_hat(x, t) = W_t x + b_t`` and exposes ``affine(t) -> (W_t, b_t)``.
 

@@ -171,7 +171,7 @@ def test_ddim_eta_one_is_ddpm_with_posterior_variance(rng):
 
 
 def test_ddpm_close_to_identity_with_population_score():
-    """THEORY §4: per-eigenvalue map f(l) ~ l for DDPM (beta variance), floor f(0) = beta_1 with final noise."""
+    """docs/theory.md#ddpm-ancestral: per-eigenvalue map f(l) ~ l for DDPM (beta variance), floor f(0) = beta_1 with final noise."""
     process = ld.DDPM.linear(1000, 1e-4, 1e-2)
     lam = np.array([0.0, 0.1, 1.0, 10.0])
     model = ld.GaussianScore(ld.Gaussian.from_spectrum(lam), process)
