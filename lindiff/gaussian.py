@@ -93,6 +93,11 @@ class Gaussian:
     def __setattr__(self, name, value):
         raise AttributeError("Gaussian is immutable")
 
+    def __reduce__(self):
+        # Pickle / deepcopy through the stored state (no re-validation, no new eigh): the slots are set
+        # with object.__setattr__ because instances refuse attribute assignment.
+        return (_restore_gaussian, (self._mean, self._cov, self._eig, self._scale))
+
     @property
     def mean(self) -> np.ndarray:
         return self._mean
@@ -219,6 +224,16 @@ class Gaussian:
     def shares_basis_with(self, other: "Gaussian") -> bool:
         """True when both covariances are stored in the same eigenbasis object (fast paths)."""
         return self._eig.vectors is other._eig.vectors
+
+
+def _restore_gaussian(mean, cov, eig, scale) -> Gaussian:
+    g = object.__new__(Gaussian)
+    for array in (mean, cov, eig.values, eig.vectors, eig.zero):
+        if array is not None:
+            array.setflags(write=False)
+    for name, value in (("_mean", mean), ("_cov", cov), ("_eig", eig), ("_scale", float(scale))):
+        object.__setattr__(g, name, value)
+    return g
 
 
 def _check_pair(p: Gaussian, q: Gaussian) -> None:

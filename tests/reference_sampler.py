@@ -29,9 +29,9 @@ def timesteps(T, steps, spacing):
         return np.arange(T - 1, -1, -1)
     if spacing == "leading":
         return (np.arange(steps) * (T // steps))[::-1]
-    if spacing == "trailing":  # round(T (n - k) / n) - 1, halves to even (as np.round), in integers
-        q, r = np.divmod(T * (steps - np.arange(steps)), steps)
-        return q + ((2 * r > steps) | ((2 * r == steps) & (q % 2 == 1))) - 1
+    if spacing == "trailing":  # diffusers' round(arange(T, 0, -T/n)) - 1, its first n entries
+        delta = (T + (-T / steps)) - T
+        return (np.round(T + np.arange(steps) * delta) - 1).astype(int)
     return np.round(np.linspace(0, T - 1, steps))[::-1].astype(int)
 
 

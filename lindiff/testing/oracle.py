@@ -355,9 +355,9 @@ def _divergences(law: Gaussian, ref: Gaussian) -> dict:
 def _start_law(model: AffineModel, sampler: str, steps, t_min, init, options) -> Gaussian | None:
     if isinstance(init, Gaussian):
         return init
-    if init == "standard":
+    if isinstance(init, str) and init == "standard":
         return None
-    if init == "exact":
+    if isinstance(init, str) and init == "exact":
         if "grid" in options:
             t_start = float(np.asarray(options["grid"])[0])
         else:
@@ -414,6 +414,10 @@ def check_sampler(run: Callable, model: AffineModel, sampler: str, steps: int | 
     >>> bool(check_sampler(run, model, "ddim", 10))
     True
     """
+    if not callable(run):
+        raise TypeError(f"run must be a callable run(x_T, eps_model, noise) -> x_0, got {type(run).__name__}")
+    if not isinstance(model, AffineModel):
+        raise TypeError(f"model must be an affine lindiff model (GaussianScore or LinearDenoiser), got {type(model).__name__}")
     if mode not in ("exact", "statistical"):
         raise ValueError(f"mode must be 'exact' or 'statistical', got {mode!r}")
     ref = reference if reference is not None else sampling_law(model, model.process, sampler, steps, t_min, init, **options)
