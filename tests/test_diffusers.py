@@ -378,3 +378,27 @@ def test_search_reports_new_findings_when_known_ones_are_skipped():
     res = search_configs(max_examples=60, findings=2, seed=3, skip_known=True)
     assert all(not f.known for f in res.findings)
     assert res.examples > 0 and "finding" in res.table().caption
+
+
+# --- command line: lindiff oracle diffusers -------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["text", "markdown", "csv", "json", "latex"])
+def test_oracle_command_prints_one_document(capsys, fmt):
+    from lindiff.cli import main
+
+    assert main(["oracle", "diffusers", "--level", "quick", "--schedulers", "LCMScheduler", "--format", fmt,
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "LCMScheduler" in out and "PASS" in out
+
+
+def test_oracle_command_search_and_bad_arguments(capsys, tmp_path):
+    from lindiff.cli import main
+
+    assert main(["oracle", "diffusers", "--search", "15", "--findings", "1", "--schedulers", "DDPMScheduler"]) == 0
+    assert "search_configs" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as err:
+        main(["oracle", "diffusers", "--schedulers", "NoSuchScheduler"])
+    assert err.value.code == 2 and "--schedulers" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["oracle", "diffusers", "--plot", str(tmp_path / "missing" / "x.png")])
+    assert "does not exist" in capsys.readouterr().err

@@ -995,9 +995,14 @@ KNOWN_ISSUES = (
 )
 
 
-def known_issue(scheduler_name: str, config: dict, steps: int, step_kwargs: dict | None = None) -> str:
-    """The known upstream issues (keys and references) a configuration falls under, or ""."""
+def known_issue(scheduler_name: str, config: dict, steps: int, step_kwargs: dict | None = None,
+                message: str = "") -> str:
+    """The known upstream issues (keys and references) a configuration falls under, or ""; ``message``
+    (an oracle result's) adds the issues only a run reveals (duplicate timesteps)."""
     out = []
+    if "duplicate timesteps" in message:
+        out.append("duplicate-timesteps (diffusers casts sigma-to-timestep values to integers: rounded (Karras) or "
+                   "truncated (exponential, beta sigmas) timesteps repeat)")
     for issue in KNOWN_ISSUES:
         if scheduler_name in issue.schedulers:
             try:
@@ -1165,6 +1170,7 @@ def conformance(level: str = "standard", X=None, *, d: int = 3, precision: str =
                 rows.append([name, config, steps, None, None, None, "UNSUPPORTED", known, str(exc)[:160]])
                 bar.update(1)
                 continue
+            known = known_issue(name, {**cfg, "_class_name": name}, steps, kw, res.message) if not res else known
             kl = res.details.get("kl(user || lindiff)")
             note = res.details.get("discrepancy") or res.details.get("crash") or res.details.get("undefined") or \
                 ("" if res else res.message[:160])

@@ -128,7 +128,7 @@ def _default_check(X):
         kwargs = dict(kw)
         eta = kwargs.pop("eta", None)
         res = check_scheduler(scheduler, steps, X, eta=eta, step_kwargs=kwargs or None)
-        return _verdict(res), res.message, known_issue(name, {**cfg, "_class_name": name}, steps, kw)
+        return _verdict(res), res.message, known_issue(name, {**cfg, "_class_name": name}, steps, kw, res.message)
 
     return check
 
