@@ -300,6 +300,12 @@ def _sigma_schedule(scheduler, steps: int, name: str) -> tuple[np.ndarray, str]:
         actual = _first_order_grid(actual)
     intended = _intended_sigmas(scheduler, steps, name)
     dup = _duplicates(scheduler)
+    ts_all = scheduler.timesteps.double().numpy()
+    if np.any(~np.isfinite(ts_all)):
+        bad = int(np.sum(~np.isfinite(ts_all)))
+        dup = (f"{bad} non-finite timestep(s) (e.g. KDPM2-ancestral's float32 sigma_down = sqrt(s'^2 - s_up^2) "
+               "cancels to a negative number at large sigma_max): the model is called with timestep NaN" +
+               (f"; {dup}" if dup else ""))
     if dup:
         return (actual if intended is None or intended.shape != actual.shape else intended), dup
     if intended is None:
@@ -977,6 +983,13 @@ KNOWN_ISSUES = (
     KnownIssue("sde-dpmsolver-3-missing", ("DPMSolverMultistepScheduler",), "algorithm_type='sde-dpmsolver' has no "
                "third-order branch: step() raises UnboundLocalError on the third step", "diffusers#13778 (closed unmerged)",
                lambda c, n, k: _cfg(c, "algorithm_type") == "sde-dpmsolver" and _cfg(c, "solver_order") == 3),
+    KnownIssue("kdpm2a-nan-timesteps", ("KDPM2AncestralDiscreteScheduler",), "squaredcos_cap_v2 (sigma_max ~ 2e4): "
+               "sigma_down = sqrt(s'^2 - s_up^2) cancels to a negative number in float32, the interpolated sigma and "
+               "timestep become NaN and the model is called at timestep NaN", "lindiff finding",
+               lambda c, n, k: _cfg(c, "beta_schedule") == "squaredcos_cap_v2"),
+    KnownIssue("pndm-short", ("PNDMScheduler",), "fewer than 3 steps: set_timesteps fails (pseudo Runge-Kutta) or "
+               "the pseudo-Heun first step is silently a DDIM step (skip_prk_steps)", "lindiff finding",
+               lambda c, n, k: n < 3),
     KnownIssue("pndm-v-prediction", ("PNDMScheduler",), "v_prediction: PRK/PLMS combine raw v outputs of "
                "different steps and convert the sum at the current step", "diffusers#14816",
                lambda c, n, k: _cfg(c, "prediction_type") == "v_prediction"),
