@@ -5,17 +5,45 @@ r"""Test diffusers' schedulers against lindiff's exact output laws (extra ``lind
 lindiff (its output in the scheduler's ``prediction_type``: ``epsilon``, ``v_prediction`` or
 ``sample``), and compares the law of its output with lindiff's exact law of the matching sampler:
 
-=================================  ==========================  ======================================
-diffusers scheduler                lindiff process             lindiff sampler
-=================================  ==========================  ======================================
-``DDPMScheduler`` (fixed_small,    ``DDPM`` from its table     ``"ddpm"``, ``variance="beta_tilde"``
-fixed_small_log)
-``DDPMScheduler`` (fixed_large)    ``DDPM`` from its table     ``"ddpm"``, ``variance="beta"``
-``DDIMScheduler`` (eta)            ``DDPM`` from its table     ``"ddim"`` with ``eta``
-``EulerDiscreteScheduler``         ``SigmaVP``                 ``"euler_ve"`` on ``scheduler.sigmas``
-``EulerAncestralDiscreteScheduler````SigmaVP``                 ``"euler_ancestral"``
-``DPMSolverMultistepScheduler``    ``SigmaVP``                 ``"dpmpp_2m"`` (augmented state)
-=================================  ==========================  ======================================
+====================================  =========================  ==================================================
+diffusers scheduler                   lindiff process            lindiff sampler (options from the configuration)
+====================================  =========================  ==================================================
+``DDPMScheduler``                     ``DDPM`` from its table    ``"ddpm"``: fixed_small(_log) -> ``beta_tilde``,
+                                                                 fixed_large -> ``beta``
+``DDIMScheduler`` (``eta``)           ``DDPM`` from its table    ``"ddim"``
+``PNDMScheduler``                     ``DDPM`` from its table    ``"pndm"``: ``warmup="prk"``, or ``"heun"`` with
+                                                                 ``skip_prk_steps``; ends at alpha_bar_0 unless
+                                                                 ``set_alpha_to_one``
+``LCMScheduler``                      ``DDPM`` from its table    ``"lcm"`` (``timestep_scaling``)
+``TCDScheduler`` (``eta`` = gamma)    ``DDPM`` from its table    ``"tcd"``
+``EulerDiscreteScheduler``            ``SigmaVP`` (sigmas)       ``"euler_ve"``; ``s_churn`` etc. of ``step`` ->
+                                                                 churn with ``churn_at="start"``
+``EulerAncestralDiscreteScheduler``   ``SigmaVP``                ``"euler_ancestral"``
+``HeunDiscreteScheduler``             ``SigmaVP``                ``"heun_ve"`` (Karras Alg. 1, VE state)
+``KDPM2DiscreteScheduler``            ``SigmaVP``                ``"dpm_2"``
+``KDPM2AncestralDiscreteScheduler``   ``SigmaVP``                ``"dpm_2_ancestral"``
+``LMSDiscreteScheduler``              ``SigmaVP``                ``"lms"`` (``order`` of ``step``)
+``DPMSolverSDEScheduler``             ``SigmaVP``                ``"dpmpp_sde"``, ``noise="brownian"`` (the
+                                                                 Brownian-tree increments are injected)
+``DPMSolverMultistepScheduler``       ``SigmaVP``, VP latents    ``"dpmsolver_multistep"`` (order 1-3, all four
+                                                                 algorithm types, midpoint/heun,
+                                                                 lower_order_final, euler_at_final)
+``DPMSolverSinglestepScheduler``      ``SigmaVP``, VP latents    ``"dpmsolver_singlestep"`` (diffusers' order list)
+``DEISMultistepScheduler``            ``SigmaVP``, VP latents    ``"deis"`` (logrho)
+``UniPCMultistepScheduler``           ``SigmaVP``, VP latents    ``"unipc"`` (bh1/bh2, data or noise predictions,
+                                                                 ``disable_corrector``)
+``EDMEulerScheduler``                 ``SigmaVP`` (EDM sigmas)   ``"euler_ve"`` through the EDM preconditioning
+``EDMDPMSolverMultistepScheduler``    ``SigmaVP``                ``"dpmpp_2m"`` through the EDM preconditioning
+====================================  =========================  ==================================================
+
+Every option of the schedulers above is supported where the step stays affine: prediction types
+``epsilon``, ``v_prediction``, ``sample`` (where diffusers implements them), ``beta_schedule`` linear /
+scaled_linear / squaredcos_cap_v2, ``timestep_spacing`` leading / trailing / linspace and
+``steps_offset``, ``use_karras_sigmas`` / ``use_exponential_sigmas`` / ``use_beta_sigmas``,
+``final_sigmas_type``, and ``rescale_betas_zero_snr`` where the table keeps alpha_bar_T > 0 (Euler's
+2^-24); a DDPM/DDIM table that reaches alpha_bar_T = 0 is refused (the first step has no affine
+reference).  :func:`conformance` runs the whole grid (``lindiff oracle diffusers``);
+:func:`lindiff.testing.search_configs` searches for failing configurations.
 
 How the check is made
 ---------------------
@@ -47,16 +75,50 @@ How the check is made
 
 Known discrepancies (diffusers 0.42.1)
 --------------------------------------
-* ``DDIMScheduler(timestep_spacing="linspace")``: ``step`` hard-codes ``prev_timestep = t - T // n``,
-  which is not the next entry of ``timesteps`` for linspace spacing (diffusers#11347/#12633); at 20 steps
-  lindiff measures ~1% mean and ~3% covariance error.
-* ``DDPMScheduler(variance_type="fixed_large_log")`` takes ``** 0.5`` of a log variance and returns
-  NaN (diffusers#14569).
-* ``timestep_spacing="trailing"`` with ``T/n`` not an integer: diffusers' float
-  ``arange(T, 0, -T/n)`` can overshoot and yield ``n + 1`` timesteps ending at ``-1`` (27,044 of the
-  500,500 pairs ``n <= T <= 1000``; e.g. ``T = 1000, n = 61``); the last step then runs at
-  ``alphas_cumprod[-1]``, the most noisy level.  lindiff's trailing spacing is computed in integers and
-  the effect of the extra step is reported.
+Measured with this adapter in float64 (d = 3, the module's tests and ``lindiff oracle diffusers``);
+each is in :data:`KNOWN_ISSUES` and written as an expected failure in the tests.
+
+* ``DDIMScheduler`` (and ``PNDMScheduler``) with ``timestep_spacing="linspace"``, or ``"trailing"``
+  with ``n`` not dividing ``T``: ``step`` goes to ``t - T // n`` instead of the next entry of
+  ``timesteps`` (diffusers#11347, #12633).  DDIM linspace, 20 steps: mean error ~1-2%, covariance
+  error ~1-3%; trailing, 15 steps, eta = 0.5: covariance error ~0.5%.
+* ``timestep_spacing="trailing"`` on DDPM/DDIM: the float ``arange(T, 0, -T/n)`` can overshoot to
+  ``n + 1`` timesteps ending at ``-1`` (27,044 of the 500,500 pairs ``n <= T <= 1000``, e.g.
+  ``T = 1000, n = 61``); the extra step runs at ``alphas_cumprod[-1]``: covariance error ~100%
+  (the sample is destroyed).  lindiff's trailing grid keeps diffusers' first ``n`` values.  No upstream
+  report known.
+* ``DDPMScheduler(variance_type="fixed_large_log")``: ``** 0.5`` of a log variance, NaN output
+  (diffusers#14569).
+* ``DPMSolverMultistepScheduler`` and ``DPMSolverSinglestepScheduler`` with
+  ``algorithm_type="sde-dpmsolver++"`` at third order (multistep; singlestep with ``solver_type="heun"``):
+  the ``D_2`` weight is ``-phi_2(-2h) - 1/2`` where the exponential integrator gives
+  ``2h phi_3(-2h) = 1/2 - phi_2(-2h)`` (derivations/diffusers_samplers.py): it does not vanish as
+  ``h -> 0``.  Multistep, 10 steps: covariance error 18%; singlestep heun, 9 steps: 740%.  Introduced
+  with the third-order SDE branch (diffusers#9104); no report known.
+* ``DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver", solver_order=3)``: no third-order
+  branch, ``step`` raises ``UnboundLocalError`` (diffusers#13778, closed unmerged).
+* ``DPMSolverMultistepScheduler`` with ``squaredcos_cap_v2`` and Karras / exponential / beta sigmas:
+  rounded timesteps repeat (998 three times at 7 steps), ``_init_step_index`` skips a sigma and the
+  last ``step`` raises ``IndexError``.  More generally, whenever the sigma-to-timestep map repeats a
+  timestep with different sigmas (exponential sigmas truncate to integers: ``0`` twice at 26 steps), a
+  timestep-conditioned model cannot tell the steps apart: covariance error 6e-5 at 26 steps.
+* ``UniPCMultistepScheduler`` with ``final_sigmas_type="zero"`` (the default) and ``solver_type="bh1"``,
+  or ``predict_x0=False``: the last step multiplies ``B(h) = -inf`` (or ``sigma_t e^h``, ``0 * inf``) by
+  zero and returns NaN; the method's limit is finite (lindiff's law).  No report known.
+* ``PNDMScheduler(prediction_type="v_prediction")``: PRK/PLMS combine the raw ``v`` outputs of
+  different steps and convert the sum with the current step's alphas (diffusers#14816): covariance
+  error 7-33%.
+* ``PNDMScheduler`` pseudo Runge-Kutta with an odd step ratio ``r = T // n`` (e.g. ``n = 40``): the
+  half step goes to ``t - r//2`` while the model is evaluated at ``t' + r//2``: mean error 6e-6.  With
+  fewer than 3 steps ``set_timesteps`` fails (PRK), or the pseudo-Heun first step silently becomes a
+  DDIM step (``skip_prk_steps``).
+* ``KDPM2AncestralDiscreteScheduler`` with ``squaredcos_cap_v2`` (``sigma_max ~ 2e4``): in float32
+  ``sigma_down = sqrt(s'^2 - s_up^2)`` cancels to a negative number, the interpolated sigma and
+  timestep are NaN and the model is called at timestep NaN: mean error 35-57%.
+* Configurations lindiff reports as ``UNDEFINED`` (no exact law): UniPC of order >= 2 on a step onto
+  sigma = 0 (``lower_order_final=False``; diffusers returns NaN), and schedules that repeat their last
+  sigma (Karras/exponential grids with ``final_sigmas_type="sigma_min"`` in the multistep solvers,
+  which ends with a zero-length step).
 """
 
 from __future__ import annotations
@@ -1225,7 +1287,7 @@ def plot_conformance(table, path: str | None = None):
     ax.set_xlabel("relative covariance error (NaN / crash / undefined plotted at 1)")
     for verdict, c in colours.items():
         ax.plot([], [], "o", color=c, label=verdict)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(table.caption[:110], fontsize=8)
     fig.tight_layout()
     if path:
