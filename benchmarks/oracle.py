@@ -6,7 +6,9 @@ Times (best of ``--repeat``):
   reference the oracle compares with; the model's fit is included);
 * one diffusers pipeline loop over the same 1000 steps on a batch of ``--batch`` latents (float32, the
   pipeline's own precision);
-* the exact probe of that loop (the 1 + d + K d rows it runs: what the oracle adds);
+* with ``--probe``, the full exact check (probe + reference): the probe runs the loop on 1 + d + K d rows
+  for K noise draws, so a 1000-step ancestral loop at d = 64 runs ~64,000 rows (minutes); use a
+  smaller ``--d`` for it;
 * ``conformance("standard")`` end to end (the ``lindiff oracle diffusers`` table).
 
 Run: ``python benchmarks/oracle.py [--d 64] [--steps 1000] [--batch 16]`` (needs lindiff[diffusers]).
@@ -38,6 +40,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-grid", action="store_true", help="do not time the conformance grid")
+    parser.add_argument("--probe", action="store_true", help="also time the full exact check (probe + reference)")
     args = parser.parse_args()
     try:
         import diffusers
@@ -52,10 +55,12 @@ def main() -> None:
     rng = np.random.default_rng(0)
     X = ld.Gaussian.from_spectrum(ld.spectra.power_law(d, 1.0)).sample(2 * d, rng)
     print(f"diffusers {diffusers.__version__}, d = {d}, {args.steps} steps, batch {args.batch}")
-    for label, make in (("DDPMScheduler", lambda: DDPMScheduler(clip_sample=False)),
-                        ("DPMSolverMultistepScheduler (order 2)", lambda: DPMSolverMultistepScheduler())):
+    # DPMSolverMultistep at n = T repeats a timestep (linspace over n + 1 points, rounded): 999 steps
+    for label, make, steps in (("DDPMScheduler", lambda: DDPMScheduler(clip_sample=False), args.steps),
+                               ("DPMSolverMultistepScheduler (order 2)", lambda: DPMSolverMultistepScheduler(),
+                                min(args.steps, 999))):
         sch = make()
-        conf = ad._configured(sch, args.steps)
+        conf = ad._configured(sch, steps)
         ref = ad.reference_for(conf, d)
         model = ld.LinearDenoiser.fit(X, ref.process)
         fn = ad.model_output_for(model, conf)
@@ -67,13 +72,14 @@ def main() -> None:
 
         t_spec = best(lambda: reference("spectral"), args.repeat)
         t_dense = best(lambda: reference("dense"), 1)
-        t_loop = best(lambda: ad.run_pipeline_loop(sch, args.steps, fn, x, lambda s: rng.standard_normal(s),
+        t_loop = best(lambda: ad.run_pipeline_loop(sch, steps, fn, x, lambda s: rng.standard_normal(s),
                                                    ref.latent_scale, precision="float32"), args.repeat)
-        t_check = best(lambda: ad.check_scheduler(sch, args.steps, X), 1)
-        print(f"{label}: exact reference {t_spec * 1e3:.1f} ms (spectral) / {t_dense * 1e3:.1f} ms (dense); "
+        print(f"{label}, {steps} steps: exact reference {t_spec * 1e3:.1f} ms (spectral) / {t_dense * 1e3:.1f} ms (dense); "
               f"one pipeline loop (batch {args.batch}, float32) {t_loop * 1e3:.1f} ms; ratio loop / reference "
-              f"{t_loop / t_spec:.1f} (spectral), {t_loop / t_dense:.2f} (dense); full exact check "
-              f"(probe + reference) {t_check:.2f} s")
+              f"{t_loop / t_spec:.1f} (spectral), {t_loop / t_dense:.2f} (dense)")
+        if args.probe:
+            t_check = best(lambda: ad.check_scheduler(sch, steps, X), 1)
+            print(f"  full exact check (probe + reference): {t_check:.2f} s")
     if not args.skip_grid:
         t_grid = best(lambda: ad.conformance("standard", progress=False), 1)
         print(f"conformance('standard'): {t_grid:.1f} s for the whole grid")

@@ -115,6 +115,9 @@ each is in :data:`KNOWN_ISSUES` and written as an expected failure in the tests.
 * ``KDPM2AncestralDiscreteScheduler`` with ``squaredcos_cap_v2`` (``sigma_max ~ 2e4``): in float32
   ``sigma_down = sqrt(s'^2 - s_up^2)`` cancels to a negative number, the interpolated sigma and
   timestep are NaN and the model is called at timestep NaN: mean error 35-57%.
+* The multistep solvers' linspace spacing rounds ``linspace(0, T - 1, n + 1)``: at ``n = T`` two
+  timesteps coincide (``DPMSolverMultistepScheduler`` at 1000 steps has 999 distinct timesteps), a
+  zero-length step lindiff reports as ``UNDEFINED``.
 * Configurations lindiff reports as ``UNDEFINED`` (no exact law): UniPC of order >= 2 on a step onto
   sigma = 0 (``lower_order_final=False``; diffusers returns NaN), and schedules that repeat their last
   sigma (Karras/exponential grids with ``final_sigmas_type="sigma_min"`` in the multistep solvers,
@@ -1052,6 +1055,11 @@ KNOWN_ISSUES = (
     KnownIssue("pndm-short", ("PNDMScheduler",), "fewer than 3 steps: set_timesteps fails (pseudo Runge-Kutta) or "
                "the pseudo-Heun first step is silently a DDIM step (skip_prk_steps)", "lindiff finding",
                lambda c, n, k: n < 3),
+    KnownIssue("linspace-n-plus-1", ("DPMSolverMultistepScheduler", "DEISMultistepScheduler", "UniPCMultistepScheduler",
+                                     "DPMSolverSinglestepScheduler"),
+               "linspace spacing over n + 1 points, rounded: at n = T two timesteps coincide (a zero-length step)",
+               "lindiff finding", lambda c, n, k: _cfg(c, "timestep_spacing", "linspace") == "linspace"
+               and n >= int(_cfg(c, "num_train_timesteps", 1000))),
     KnownIssue("pndm-v-prediction", ("PNDMScheduler",), "v_prediction: PRK/PLMS combine raw v outputs of "
                "different steps and convert the sum at the current step", "diffusers#14816",
                lambda c, n, k: _cfg(c, "prediction_type") == "v_prediction"),
