@@ -339,15 +339,30 @@ _ORACLE_LIBRARIES = ("diffusers", "kdiffusion")
 def _cmd_oracle(args) -> int:
     _check_plot_path(args.plot)
     if args.library == "kdiffusion":
-        raise CLIError("lindiff oracle kdiffusion: the k-diffusion conformance report is not available yet; "
-                       "use lindiff.adapters.kdiffusion.check_sampler")
+        if args.search is not None or args.precision != "float64":
+            raise CLIError("lindiff oracle kdiffusion: --search and --precision apply to diffusers only")
+        try:
+            from .adapters import _kdiffusion_conformance as kdc
+        except ImportError as exc:
+            raise CLIError(f"lindiff oracle kdiffusion needs torch: pip install 'lindiff[kdiffusion]' ({exc})") from None
+        try:
+            table = kdc.conformance(args.level, d=args.d, samplers=args.schedulers, progress=_progress(args))
+        except (ImportError, FileNotFoundError) as exc:
+            raise CLIError(f"k-diffusion's sampler module was not found ({exc}); install it with: pip install "
+                           "--no-deps k-diffusion==0.1.1.post1") from None
+        _emit(table, args)
+        if args.plot:
+            from .adapters.diffusers import plot_conformance
+
+            plot_conformance(table, args.plot)
+        return 0
     if args.search is not None and args.search < 1:
         raise CLIError(f"--search {args.search}: give the number of configurations to try (>= 1)")
     try:
         from .adapters import diffusers as adapter
     except ImportError as exc:
         raise CLIError(f"lindiff oracle diffusers needs torch and diffusers: pip install 'lindiff[diffusers]' ({exc})") from None
-    if args.schedulers:
+    if args.schedulers:  # diffusers class names
         unknown = [n for n in args.schedulers if n not in adapter.SUPPORTED]
         if unknown:
             raise CLIError(f"--schedulers: unknown {', '.join(unknown)}; choose from: {', '.join(adapter.SUPPORTED)}")
@@ -506,12 +521,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "configuration, steps, mean and covariance errors, KL, verdict (PASS / FAIL / NaN / "
                                    "CRASH / UNDEFINED / UNSUPPORTED) and the known upstream issue. With --search, a "
                                    "hypothesis search for failing configurations, each shrunk to a minimal one.")
-    p.add_argument("library", choices=_ORACLE_LIBRARIES, help="diffusers (k-diffusion: see the kdiffusion adapter)")
+    p.add_argument("library", choices=_ORACLE_LIBRARIES,
+                   help="diffusers schedulers, or k-diffusion's samplers (kdiffusion: its published sampling module)")
     p.add_argument("--level", choices=("quick", "standard"), default="standard",
                    help="grid size: quick (~140 configurations) or standard (adds 61-step DDIM and two 1000-step "
                         "DDPM loops; default)")
     p.add_argument("--schedulers", type=lambda text: [t.strip() for t in text.split(",") if t.strip()], default=None,
-                   help="comma-separated scheduler class names to restrict to (default: all supported)")
+                   help="comma-separated scheduler class names (diffusers) or sampler names (kdiffusion, e.g. "
+                        "heun,lms) to restrict to (default: all supported)")
     p.add_argument("--precision", choices=("float64", "float32"), default="float64",
                    help="run the schedulers in float64 (tables widened; default) or float32 with a tolerance measured "
                         "from the float64 run")

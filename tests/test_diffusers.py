@@ -153,6 +153,20 @@ def test_a_0_1_percent_shift_of_one_sigma_in_a_12_step_euler_fails():
     assert not bad and bad.cov_error > 1e-6, bad.message
 
 
+def test_a_0_1_percent_shift_of_one_sigma_in_a_12_step_heun_fails():
+    from diffusers import HeunDiscreteScheduler
+
+    class Shifted(HeunDiscreteScheduler):
+        def set_timesteps(self, *args, **kwargs):
+            super().set_timesteps(*args, **kwargs)
+            self.sigmas[7:9] *= 1.001  # both copies of grid sigma 4 (predictor and corrector)
+
+    good = check_scheduler(HeunDiscreteScheduler(), 12, X)
+    assert good and good.cov_error < 1e-11, good.message
+    bad = check_scheduler(Shifted(), 12, X)
+    assert not bad and bad.cov_error > 1e3 * bad.tolerance and "schedule discrepancy" in bad.message
+
+
 @pytest.mark.parametrize("make,steps", [(lambda d: d.DDPMScheduler(clip_sample=False), 50),
                                         (lambda d: d.EulerDiscreteScheduler(), 25),
                                         (lambda d: d.DDPMScheduler(clip_sample=False, beta_schedule="squaredcos_cap_v2"), 100)],
@@ -402,3 +416,19 @@ def test_oracle_command_search_and_bad_arguments(capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(["oracle", "diffusers", "--plot", str(tmp_path / "missing" / "x.png")])
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_oracle_command_kdiffusion(capsys):
+    """k-diffusion's published sampler module (loaded by lindiff.adapters.kdiffusion.load_sampling)."""
+    from lindiff.adapters import kdiffusion
+
+    try:
+        kdiffusion.load_sampling()
+    except (ImportError, FileNotFoundError) as exc:
+        pytest.skip(f"k-diffusion's sampler module is not installed ({exc}): pip install --no-deps k-diffusion")
+    from lindiff.cli import main
+
+    assert main(["oracle", "kdiffusion", "--level", "quick", "--schedulers", "heun,dpmpp_3m_sde", "--format", "csv",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("PASS") == 4 and "sample_dpmpp_3m_sde" in out
