@@ -341,6 +341,11 @@ def test_unsupported_options_name_what_to_switch_off():
         check_scheduler(D.UniPCMultistepScheduler(solver_p=D.DDIMScheduler()), 10, X)
     with pytest.raises(ValueError, match="final_sigmas_type='zero'"):
         check_scheduler(D.EDMDPMSolverMultistepScheduler(final_sigmas_type="sigma_min"), 10, X)
+    with pytest.raises(ValueError, match="rescale_betas_zero_snr=False"):
+        check_scheduler(D.DDIMScheduler(clip_sample=False, rescale_betas_zero_snr=True, prediction_type="v_prediction"),
+                        10, X)
+    assert check_scheduler(D.EulerDiscreteScheduler(rescale_betas_zero_snr=True, prediction_type="v_prediction",
+                                                    timestep_spacing="trailing"), 12, X)
     with pytest.raises(ValueError, match="variance_type='fixed_small'"):
         check_scheduler(D.DDPMScheduler(clip_sample=False, variance_type="learned"), 10, X)
 
