@@ -15,12 +15,13 @@ def main():
     args = parse(__doc__.splitlines()[0])
     try:
         import diffusers
-
-        from lindiff.adapters.diffusers import conformance, plot_conformance
-        from lindiff.testing.search import search_configs
+        import torch  # noqa: F401
     except ImportError:
         print("diffusers is not installed: pip install 'lindiff[diffusers]' to run this example")
         return
+    from lindiff.adapters.diffusers import conformance, plot_conformance
+    from lindiff.testing.search import search_configs
+
     diffusers.utils.logging.set_verbosity_error()
     level = "quick" if args.small else "standard"
     table = conformance(level, d=3 if args.small else 6, progress=False)
