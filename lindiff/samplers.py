@@ -94,10 +94,10 @@ def ddpm_timesteps(T: int, steps: int, spacing: str = "leading", steps_offset: i
 
     ``linspace``: ``round(linspace(0, T-1, n))[::-1]``; ``leading``: ``arange(n) * (T // n))[::-1] +
     steps_offset``; ``trailing``: ``round(T - k T/n) - 1`` for ``k = 0..n-1`` (all 0-based, as in
-    diffusers).  lindiff computes the trailing grid in integers — ``floor((2 T (n - k) + n) / (2 n)) - 1``,
-    round half up, which is exact for every ``1 <= n <= T`` — where diffusers' float formula
-    ``np.round(np.arange(T, 0, -T/n)) - 1`` can accumulate round-off (and, for some pairs, produce
-    ``n + 1`` entries or a timestep of -1).
+    diffusers).  The trailing grid takes exactly the ``n`` entries ``k = 0..n-1`` of diffusers'
+    ``np.round(np.arange(T, 0, -T/n)) - 1``, evaluated as numpy's ``arange`` does (so ties round as in
+    diffusers); float ``arange`` can add an ``(n+1)``-th entry that rounds to timestep -1 (27,044 of the
+    500,500 pairs with ``n <= T <= 1000``), which lindiff leaves out: its grid is defined for every pair.
     """
     steps = as_positive_int(steps, "steps")
     if steps > T:
