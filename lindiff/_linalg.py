@@ -204,14 +204,29 @@ def relax(h: np.ndarray, time: float | None, lr: float) -> np.ndarray:
         with np.errstate(divide="ignore"):
             return np.where(h > 0, 1.0 / np.where(h > 0, h, 1.0), np.inf)
     rate = 2.0 * lr * time
-    x = rate * h
+    with np.errstate(over="ignore"):  # rate * h = inf is fine: expm1(-inf) = -1
+        x = rate * h
     safe = np.where(x > 1e-12, h, 1.0)
     return np.where(x > 1e-12, -np.expm1(-x) / safe, rate * (1.0 - 0.5 * x))
 
 
-def relax_matrix(h: np.ndarray, time: float | None, lr: float) -> np.ndarray:
-    """Matrix version of :func:`relax` for a symmetric PSD ``h`` (through ``eigh``)."""
+def relax_matrix(h: np.ndarray, time: float | None, lr: float, definite: bool = False) -> np.ndarray:
+    """Matrix version of :func:`relax` for a symmetric PSD ``h`` (through ``eigh``).
+
+    With ``definite=True`` the caller knows ``h`` is positive definite: eigenvalues below the shared
+    cut-off are then genuine but unresolved (anywhere in ``[0, cutoff]``), and their relaxation lies
+    between ``2 lr time`` and ``(1 - e^{-2 lr time cutoff}) / cutoff``.  If those differ by more than
+    1e-8 relative, the result is not determined by float64 and a ``ValueError`` names ``train_time``.
+    """
     eig = psd_eig(h, "gradient-flow Hessian")
+    if definite and eig.singular and time is not None:
+        tol = cutoff(eig.values)
+        if 2.0 * lr * time * tol > 1e-8:
+            raise ValueError(
+                f"train_time = {time:g} (lr = {lr:g}) is too long for the gradient flow on this Hessian: its "
+                f"eigenvalues span more than float64 resolves (largest {float(eig.values.max()):.3g}; those below "
+                f"{tol:.3g} are unresolved, and their relaxation over this time is not determined); use a shorter "
+                "train_time, a smaller ridge, train_time=None or centred=True")
     return (eig.vectors * relax(eig.values, time, lr)) @ eig.vectors.T
 
 
