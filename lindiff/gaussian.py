@@ -320,12 +320,12 @@ def kl(p: Gaussian, q: Gaussian) -> float:
     with pseudo-determinants.  Otherwise an :class:`Infinite` (``inf`` with ``.reason``) is returned,
     never NaN; so is a value beyond the float64 range.  ``kl(p, p) == 0`` exactly.
 
-    Accuracy (float64, measured against 50-digit mpmath in ``tests/test_accuracy.py``): when the two
-    Gaussians share an eigenbasis, a few ulp for any eigenvalues.  For dense covariances the result is
-    exact for covariances perturbed by ``O(d eps ||S||)``, so the relative error is about
-    ``d eps kappa`` with ``kappa`` the larger condition number: below ``1e-9`` for well-conditioned
-    pairs, below ``1e-6`` up to ``kappa = 1e6`` also for nearly equal pairs (relative perturbation
-    ``1e-8`` and larger), growing like ``eps kappa`` beyond (``~1e-4`` at ``kappa = 1e12``).
+    Accuracy (float64, measured against 50-digit mpmath in ``tests/test_accuracy.py``, d <= 4): in a
+    shared eigenbasis, relative error below ``1e-14`` for any eigenvalues.  For dense covariances the
+    value is exact for covariances perturbed by ``O(d eps ||S||)``, so the relative error grows like
+    ``eps kappa`` (``kappa`` the larger condition number), whether the pair is far apart or nearly
+    equal (relative perturbation ``1e-8`` to ``1e-2``): measured below ``2e-14`` at ``kappa <= 100``,
+    ``2e-9`` up to ``kappa = 1e6``, ``3e-6`` at ``1e10`` and ``2.4e-4`` at ``1e12``.
 
     Examples
     --------
@@ -429,11 +429,11 @@ def w2(p: Gaussian, q: Gaussian) -> float:
     (Pierret & Galerne 2025), each difference of roots formed as
     :math:`(\lambda_i - \lambda'_i)/(\sqrt{\lambda_i} + \sqrt{\lambda'_i})`.  ``w2(p, p) == 0`` exactly.
 
-    Accuracy (float64, against 50-digit mpmath in ``tests/test_accuracy.py``): a few ulp in a shared
-    eigenbasis.  Dense covariances: the square roots are exact for covariances perturbed by
-    ``O(eps ||S||)``; the relative error of W2 is below ``1e-9`` for well-conditioned pairs and below
-    ``1e-6`` up to condition number ``1e6`` also for nearly equal pairs (relative perturbation ``1e-8``
-    and larger).  Near singular covariances the matrix square root amplifies round-off like
+    Accuracy (float64, against 50-digit mpmath in ``tests/test_accuracy.py``, d <= 4): below ``1e-14``
+    relative in a shared eigenbasis and for dense pairs far apart at any condition number up to
+    ``1e12``.  For nearly equal dense pairs (relative perturbation ``1e-8`` to ``1e-2``) it grows like
+    ``eps kappa``: below ``1e-12`` at ``kappa <= 1e4`` (bar one ``1e-12`` case at ``kappa = 1``),
+    ``2e-10`` up to ``kappa = 1e6``, ``3e-6`` at ``1e12``.  Near singular covariances the matrix square root amplifies round-off like
     :math:`\sqrt{\varepsilon\|S\|}`, so two float64 representations of one singular law can be
     ``~1e-8 sqrt(||S||)`` apart.
 
@@ -482,12 +482,12 @@ def hellinger(p: Gaussian, q: Gaussian) -> float:
     Singular covariances: if p and q live on different affine subspaces they are mutually singular
     and ``H = 1``; on a common support the formula holds with pseudo-determinants.
 
-    Accuracy (float64, measured against 50-digit mpmath in ``tests/test_accuracy.py``): when the two
-    Gaussians share an eigenbasis, a few ulp for any eigenvalues.  For dense covariances the result is
-    exact for covariances perturbed by ``O(d eps ||S||)``, so the relative error of ``H`` is about
-    ``d eps kappa`` with ``kappa`` the larger condition number: below ``1e-9`` for well-conditioned
-    pairs, below ``1e-6`` up to ``kappa = 1e6`` also for nearly equal pairs (relative perturbation
-    ``1e-8`` and larger), growing like ``eps kappa`` beyond (``~1e-4`` at ``kappa = 1e12``).
+    Accuracy (float64, measured against 50-digit mpmath in ``tests/test_accuracy.py``, d <= 4): in a
+    shared eigenbasis, relative error below ``1e-14``.  For dense covariances the value is exact for
+    covariances perturbed by ``O(d eps ||S||)``: the relative error of ``H`` is below ``1e-13`` for pairs
+    far apart at any condition number up to ``1e12``; for nearly equal pairs (relative perturbation
+    ``1e-8`` to ``1e-2``) it grows like ``eps kappa``: below ``3e-14`` at ``kappa <= 100``, ``3e-10`` up
+    to ``kappa = 1e6``, ``4e-7`` at ``1e10`` and ``1e-5`` at ``1e12``.
 
     Examples
     --------
