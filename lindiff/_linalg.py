@@ -75,6 +75,16 @@ def negligible_offset(offset: np.ndarray, eigenvalues: np.ndarray, *means: np.nd
         return bool(np.sum(offset**2) <= tol)
 
 
+def negligible_offsets(offsets: np.ndarray, eigenvalues: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Row-wise :func:`negligible_offset`: rows of ``offsets`` (components along null directions) with
+    ``scales`` the magnitude of the points they come from."""
+    offsets = np.asarray(offsets, dtype=np.float64)
+    size = max(np.asarray(eigenvalues).size, 1)
+    with np.errstate(over="ignore"):
+        tol = cutoff(eigenvalues) + (rcond(size) * np.asarray(scales, dtype=np.float64)) ** 2
+        return np.sum(offsets**2, axis=-1) <= tol
+
+
 @dataclass(frozen=True)
 class PSDEig:
     """Eigendecomposition of a symmetric positive semi-definite matrix, with its rank decided once.

@@ -39,7 +39,7 @@ from ._validation import (
     as_rng,
     as_training_set,
 )
-from .gaussian import Gaussian
+from .gaussian import Gaussian, _law_cov
 from .processes import Process
 
 __all__ = [
@@ -583,7 +583,7 @@ class _RawFlow:
             W = (U * (s / kappa)) @ U.T
             return W, -(W @ v)
         H = np.empty((d + 1, d + 1))
-        H[:d, :d] = a * a * (self.g.cov + np.outer(m, m)) + (s * s + r) * np.eye(d)
+        H[:d, :d] = a * a * (_law_cov(self.g) + np.outer(m, m)) + (s * s + r) * np.eye(d)
         H[:d, d] = H[d, :d] = v
         H[d, d] = 1.0
         phi = _linalg.relax_matrix(H, self.train_time, self.lr, definite=True)
