@@ -207,17 +207,20 @@ def relax(h: np.ndarray, time: float | None, lr: float) -> np.ndarray:
 
     This is the closed-form solution of ``dw/dtau = -lr (2 h w - 2)`` from ``w = 0`` at ``tau =
     time``; at ``h = 0`` its limit ``2 lr time`` is returned (no 0/0).  For ``time = None`` and
-    ``h = 0`` the result is ``inf``; callers decide whether that is an error.
+    ``h = 0`` (or ``1/h`` beyond float64) the result is ``inf``; callers decide whether that is an error.
     """
     h = np.asarray(h, dtype=np.float64)
     if time is None:
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", over="ignore"):  # 1/h beyond float64 is inf too; callers raise
             return np.where(h > 0, 1.0 / np.where(h > 0, h, 1.0), np.inf)
     rate = 2.0 * lr * time
     with np.errstate(over="ignore"):  # rate * h = inf is fine: expm1(-inf) = -1
         x = rate * h
-    safe = np.where(x > 1e-12, h, 1.0)
-    return np.where(x > 1e-12, -np.expm1(-x) / safe, rate * (1.0 - 0.5 * x))
+    big = x > 1e-12
+    out = np.empty(np.shape(x))
+    out[big] = -np.expm1(-x[big]) / h[big]
+    out[~big] = rate * (1.0 - 0.5 * x[~big])  # the series, also exact at h = 0
+    return out
 
 
 def relax_matrix(h: np.ndarray, time: float | None, lr: float, definite: bool = False) -> np.ndarray:

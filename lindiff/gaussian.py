@@ -304,11 +304,14 @@ def _support_mismatch(p: Gaussian, q: Gaussian, dm: np.ndarray) -> str | None:
     return None
 
 
+def _offsets_negligible(offset: np.ndarray, p: Gaussian, q: Gaussian) -> bool:
+    """A mean offset along directions where both laws have no variance is zero by both laws' resolution
+    (the stricter one decides, as in :func:`_support_mismatch`; the answer is symmetric in p and q)."""
+    return all(_linalg.negligible_offset(offset, g.eigenvalues, p.mean, q.mean) for g in (p, q))
+
+
 def _pencil(p: Gaussian, q: Gaussian, dm: np.ndarray) -> _linalg.Pencil:
     return _linalg.pencil(p.cov, q.cov, p._eig, q._eig, dm)
-
-
-
 
 
 def kl(p: Gaussian, q: Gaussian) -> float:
@@ -365,7 +368,7 @@ def _kl_spectral(p: Gaussian, q: Gaussian, dm: np.ndarray) -> float:
         return Infinite(f"q is singular in {int(np.sum(zq & ~zp))} direction(s) where p has variance")
     if np.any(zp & ~zq):
         return Infinite(f"p is singular in {int(np.sum(zp & ~zq))} direction(s) where q has variance")
-    if np.any(zq) and not _linalg.negligible_offset(dm_u[zq], lq, p.mean, q.mean):
+    if np.any(zq) and not _offsets_negligible(dm_u[zq], p, q):
         return Infinite("the means differ along a direction in which both covariances are singular")
     keep = ~zq
     return 0.5 * (float(np.sum(_linalg.kl_ratio_term(lp[keep], lq[keep])))
@@ -431,9 +434,10 @@ def w2(p: Gaussian, q: Gaussian) -> float:
         - 2\operatorname{tr}\big(\Sigma_p^{1/2}\Sigma_q\Sigma_p^{1/2}\big)^{1/2}
         = \|\mu_p - \mu_q\|^2 + \min_{U^TU = I}\|\Sigma_p^{1/2} - \Sigma_q^{1/2}U\|_F^2 .
 
-    The covariance term is evaluated in the second form, at the orthogonal polar factor ``U`` of
-    :math:`\Sigma_q^{1/2}\Sigma_p^{1/2}` (see ``lindiff._linalg.bures_sq``): a difference formed directly,
-    never negative, accurate also for nearly equal covariances (the trace form cancels).  Finite for
+    The covariance term is evaluated in the second form (Bhatia, Jain & Lim 2019, "On the
+    Bures–Wasserstein distance between positive definite matrices", Thm. 1), at the orthogonal polar
+    factor ``U`` of :math:`\Sigma_q^{1/2}\Sigma_p^{1/2}` (``lindiff._linalg.bures_sq``): a difference
+    formed directly, never negative, accurate also for nearly equal covariances (the trace form cancels).  Finite for
     singular covariances; square roots via ``eigh`` with clipping.  For covariances in a shared
     eigenbasis it is :math:`\sqrt{\|\Delta\mu\|^2 + \sum_i (\sqrt{\lambda_i} - \sqrt{\lambda'_i})^2}`
     (Pierret & Galerne 2025), each difference of roots formed as
@@ -515,7 +519,7 @@ def hellinger(p: Gaussian, q: Gaussian) -> float:
                 return 1.0
             dm_u = p.eigenvectors.T @ dm
             keep = ~zq
-            if np.any(zq) and not _linalg.negligible_offset(dm_u[zq], q.eigenvalues, p.mean, q.mean):
+            if np.any(zq) and not _offsets_negligible(dm_u[zq], p, q):
                 return 1.0
             lp, lq = p.eigenvalues[keep], q.eigenvalues[keep]
             log_bc = (-0.25 * float(np.sum(_linalg.hellinger_ratio_term(lp, lq)))
@@ -525,11 +529,34 @@ def hellinger(p: Gaussian, q: Gaussian) -> float:
                 return 1.0
             pen = _pencil(p, q, dm)
             x = pen.x
-            if x.size == 0 or x.min() >= -0.5:
+            if x.size == 0 or (x.min() >= -0.5 and x.max() <= 1.0):
+                # every r in [1/2, 2]: the x_i are accurate to eps, and nothing cancels
                 det_term = float(np.sum(np.log1p(x * x / (4.0 * (1.0 + x)))))
+                log_bc = -0.25 * det_term - 0.125 * float(np.sum(pen.mean**2 / (1.0 + 0.5 * x)))
             else:
-                # log((1 + r)^2 / (4 r)) = 2 log(1 + x/2) - log r, with sum log r from the spectra
-                det_term = 2.0 * float(np.sum(np.log1p(0.5 * x))) - pen.log_det
-            log_bc = -0.25 * det_term - 0.125 * float(np.sum(pen.mean**2 / (1.0 + 0.5 * x)))
+                log_bc = _log_bc_far(p, q, dm, pen)
     h2 = -np.expm1(min(float(log_bc), 0.0))
     return float(np.sqrt(max(h2, 0.0)))
+
+
+def _log_bc_far(p: Gaussian, q: Gaussian, dm: np.ndarray, pen: _linalg.Pencil) -> float:
+    r"""log BC when some generalised eigenvalue lies outside ``[1/2, 2]`` (then ``H^2 >= 0.03``, nothing
+    cancels): :math:`	frac14\log\det\Sigma_p + 	frac14\log\det\Sigma_q - 	frac12\log\detar\Sigma
+    - 	frac18\Delta\mu^Tar\Sigma^{-1}\Delta\mu` on the common support, each determinant from its own
+    eigendecomposition.  The whitened difference's eigenvalues carry an absolute error ``eps ||X||``,
+    which for a very large ``||X||`` would swamp the small ``r_i``; the average's own spectrum does not.
+    """
+    avg = 0.5 * (_law_cov(p) + _law_cov(q))
+    if q.singular:  # work on the common support, range(S_q)
+        basis = q._eig.range_basis()
+        avg, dm = basis.T @ avg @ basis, basis.T @ dm
+    values, vectors = np.linalg.eigh(0.5 * (avg + avg.T))
+    # the average dominates (S_p + S_q)/2 >= max(S_p, S_q)/2 on the support: clip round-off below that
+    floor = 0.5 * max(float(p.eigenvalues[~p._eig.zero].min(initial=np.inf)),
+                      float(q.eigenvalues[~q._eig.zero].min(initial=np.inf)))
+    values = np.maximum(values, floor)
+    lq = q.eigenvalues[~q._eig.zero]
+    # sum_i log((1 + r_i)^2 / (4 r_i)) = 2 [log det(avg) - log det(S_q)] - [log det(S_p) - log det(S_q)]
+    det_term = 2.0 * _linalg.log_det_ratio(values, lq) - pen.log_det
+    maha = float(np.sum((vectors.T @ dm) ** 2 / values))
+    return -0.25 * det_term - 0.125 * maha

@@ -121,10 +121,11 @@ def dsm_loss(model: AffineModel, data, t) -> float | np.ndarray:
     else:
         out = np.empty(times.shape)
         eye = np.eye(model.dim)
+        root = g.eigenvectors * np.sqrt(g.eigenvalues)  # tr(W C W^T) = ||W C^{1/2}||_F^2 >= 0
         for i, tt in enumerate(times):
             W, b = model.affine(tt)
             resid = alpha[i] * (W @ g.mean) + b
-            out[i] = (np.sum((eye - sigma[i] * W) ** 2) + alpha[i] ** 2 * np.sum((W @ _law_cov(g)) * W)
+            out[i] = (np.sum((eye - sigma[i] * W) ** 2) + alpha[i] ** 2 * np.sum((W @ root) ** 2)
                       + resid @ resid)
     return float(out[0]) if scalar else out
 
@@ -178,7 +179,8 @@ def score_matching_loss(model: AffineModel, p0: Gaussian, t) -> float | np.ndarr
             # model - truth = (A + S_t^{-1}) x + c - S_t^{-1} alpha mu; its mean under p_t is A alpha mu + c.
             D = A + (U * true_gain) @ U.T
             e = A @ (a * p0.mean) + c
-            out[i] = np.sum((D @ ((U * lam_t) @ U.T)) * D) + e @ e
+            # tr(D S_t D^T) as ||D S_t^{1/2}||_F^2: a sum of squares, never negative by cancellation
+            out[i] = np.sum((D @ (U * np.sqrt(lam_t))) ** 2) + e @ e
     return float(out[0]) if scalar else out
 
 

@@ -151,7 +151,7 @@ class SpectralForm:
         extra = r + np.zeros_like(self.eigenvalues)
         h = alpha * alpha * self.eigenvalues + r + sigma * sigma
         if self.train_time is not None:
-            with np.errstate(under="ignore"):
+            with np.errstate(under="ignore", over="ignore"):  # exp(-inf) = 0
                 extra = extra + sigma * sigma * np.exp(-2.0 * self.lr * self.train_time * h)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
             safe_h = np.where(h > 0, h, 1.0)
@@ -169,7 +169,11 @@ class SpectralForm:
         return self.train_time is None and not callable(self.ridge) and float(self.ridge) == 0.0
 
 
-def _undefined_score(t: float, zeros: int) -> ValueError:
+def _undefined_score(t: float, zeros: int, sigma: float = 0.0) -> ValueError:
+    if sigma > 0:
+        return ValueError(
+            f"the score's gain 1/(alpha^2 l + sigma^2 + ridge) exceeds the float64 range at t={t:g} "
+            f"(sigma(t)^2 = {sigma * sigma:.3g}) in {zeros} direction(s); evaluate at a larger t or use ridge > 0")
     return ValueError(
         f"the score is undefined at t={t:g}: sigma(t) = 0 and the model's covariance has {zeros} zero "
         "eigenvalue(s); evaluate at t > 0 (e.g. t_min > 0), or use ridge > 0 or a finite train_time"
@@ -216,21 +220,27 @@ class AffineModel(ScoreModel):
     def _checked_gains(self, t: float, a: float, s: float) -> np.ndarray:
         g = self.spectral.gains(t, a, s)
         if not np.all(np.isfinite(g)):
-            raise _undefined_score(t, int(np.sum(~np.isfinite(g))))
+            raise _undefined_score(t, int(np.sum(~np.isfinite(g))), s)
         return g
 
     # -- evaluation --------------------------------------------------------------------------------
+    def _spectral_apply(self, pts: np.ndarray, t: float, a: float, gains: np.ndarray, what: str) -> np.ndarray:
+        """``U diag(gains) U^T (x - alpha m)``; a value beyond float64 is a ValueError naming ``t``."""
+        sp = self.spectral
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = (((pts - a * sp.mean) @ sp.basis) * gains) @ sp.basis.T
+        return _finite_or_raise(out, what, t)
+
     def score(self, x, t) -> np.ndarray:
         r"""Score of the model at the rows of ``x`` and scalar time ``t``."""
         pts, single = as_points(x, self.dim)
         t_, a, s = self._time(t)
         if self.spectral is not None:
-            sp = self.spectral
-            g = self._checked_gains(t_, a, s)
-            out = -(((pts - a * sp.mean) @ sp.basis) * g) @ sp.basis.T
+            out = 0.0 - self._spectral_apply(pts, t_, a, self._checked_gains(t_, a, s), "score")  # no -0.0
         else:
             A, c = self.score_affine(t)
-            out = pts @ A.T + c
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = _finite_or_raise(pts @ A.T + c, "score", t_)
         return out[0] if single else out
 
     def x0(self, x, t) -> np.ndarray:
@@ -241,7 +251,7 @@ class AffineModel(ScoreModel):
         sp = self.spectral
         self._checked_gains(t_, a, s)
         k = sp.x0_gains(t_, a, s)
-        out = sp.mean + (((pts - a * sp.mean) @ sp.basis) * k) @ sp.basis.T
+        out = sp.mean + self._spectral_apply(pts, t_, a, k, "x0 prediction")
         return out[0] if single else out
 
     def eps(self, x, t) -> np.ndarray:
@@ -249,9 +259,18 @@ class AffineModel(ScoreModel):
         t_, a, s = self._time(t)
         if self.spectral is None:
             W, b = self._dense_affine(t_)
-            out = pts @ W.T + b
-            return out[0] if single else out
-        return super().eps(x, t)
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = _finite_or_raise(pts @ W.T + b, "noise prediction", t_)
+        else:
+            # sigma g formed before the product: eps can be representable where the score is not
+            out = self._spectral_apply(pts, t_, a, s * self._checked_gains(t_, a, s), "noise prediction")
+        return out[0] if single else out
+
+
+def _finite_or_raise(out: np.ndarray, what: str, t: float) -> np.ndarray:
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"the {what} at t={t:g} exceeds the float64 range for these x; evaluate at a larger t")
+    return out
 
 
 # ------------------------------------------------------------------------------------------------

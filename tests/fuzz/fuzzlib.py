@@ -171,6 +171,7 @@ class Recorder:
         self.defects: list[Record] = []
         self.known: dict[str, list[Record]] = {}
         self.target = "?"
+        self.context = ""  # how the objects in the current example were built (set by the targets)
         self.strict = True  # raise Defect at once (hypothesis then shrinks); False collects them
 
     # -- calls -------------------------------------------------------------------------------------
@@ -206,6 +207,8 @@ class Recorder:
             self._defect(entry, "invariant", message, context)
 
     def _defect(self, entry: str, kind: str, detail: str, call: str):
+        if self.context:
+            call = f"{call}  [with {self.context}]"
         record = Record(self.target, entry, kind, detail, call)
         for prefix, kind_part, detail_part, where in KNOWN:
             if entry.startswith(prefix) and kind_part in kind and detail_part in detail:
@@ -263,7 +266,11 @@ def condition(*gaussians: ld.Gaussian) -> float:
 
 def representation_error(*gaussians: ld.Gaussian) -> float:
     """Relative size of the round-off that separates two float64 representations of the same law
-    (dense matrix vs eigendecomposition), whitened: ``delta = 100 d eps kappa``."""
+    (dense matrix vs eigendecomposition), whitened: ``delta = 100 d eps kappa``.  The documented error
+    model of the dense divergences is then: KL within ``delta KL + delta sqrt(KL) + delta^2`` (a relative
+    part, and the near-equality part KL ~ ||X||^2 / 4 with X known to ``delta``), Hellinger within
+    ``delta`` (H ~ ||X|| / 4 near equality), W2 within ``10 sqrt(d eps ||S||)`` (the matrix square root
+    near a zero eigenvalue)."""
     d = gaussians[0].dim
     return 100.0 * d * EPS * condition(*gaussians)
 

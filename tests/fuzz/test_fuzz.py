@@ -31,6 +31,7 @@ def run_target(name: str, rec: Recorder, examples: int, profile: str) -> None:
     @settings(settings.get_profile(profile), max_examples=examples)
     @given(st.data())
     def body(data):
+        rec.context = ""
         fn(data, rec)
         rec.examples[name] += 1  # counted when complete (hypothesis discards overrun draws)
 
@@ -69,14 +70,17 @@ def test_fuzz_deep(capsys):
     for name in sorted(TARGETS):
         try:
             run_target(name, rec, max(20, round(base / COST[name])), "deep")
-        except Defect as exc:  # hypothesis has shrunk it; keep going with the other targets
-            failures.append(f"[{name}] {exc}")
+        except Exception as exc:  # noqa: BLE001 - a Defect (or a group of them), shrunk; go on with the others
+            failures.append(f"[{name}] {type(exc).__name__}: {exc}")
     inputs = sum(rec.examples.values())
     with capsys.disabled():
         print(f"\nfuzz (deep): {inputs} generated inputs, {sum(rec.counts.values())} calls, "
               f"{time.perf_counter() - start:.0f} s\n{rec.table()}")
+        print(rec.known_report())
         for f in failures:
             print(f)
+        for record in rec.defects:
+            print(f"defect [{record.target}] {record.entry}: {record.kind}: {record.detail[:200]}\n    {record.call[:600]}")
     assert inputs >= 100_000
     assert not failures
 
