@@ -6,6 +6,8 @@ compares the law of its output with lindiff's exact law of the matching sampler.
 lindiff[diffusers] (torch CPU + diffusers); without it the script says so and exits.
 """
 
+import sys
+
 import numpy as np
 
 import lindiff as ld
@@ -22,8 +24,8 @@ def main():
 
         from lindiff.adapters.diffusers import check_scheduler
     except ImportError:
-        print("diffusers is not installed: pip install 'lindiff[diffusers]' to run this example")
-        return
+        # exit status 2, like a missing command-line dependency: no table was printed
+        sys.exit("diffusers is not installed: pip install 'lindiff[diffusers]' to run this example")
     d = 3 if args.small else 8
     p0 = ld.Gaussian.from_spectrum(ld.spectra.power_law(d, 1.0), mean=np.linspace(-1, 1, d))
     X = p0.sample(2 * d, np.random.default_rng(args.seed))

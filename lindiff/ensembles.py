@@ -23,7 +23,7 @@ from ._progress import Progress
 from ._validation import as_positive_int
 from .gaussian import Gaussian, Infinite
 
-__all__ = ["expected_kl", "expected_kl_series", "expected_log_det", "monte_carlo_over_training_sets",
+__all__ = ["expected_kl", "expected_kl_series", "expected_log_det", "monte_carlo_over_training_sets", "run_jobs",
            "spawn_seeds"]
 
 DIRECTIONS = ("model_to_data", "data_to_model")
@@ -179,6 +179,19 @@ def monte_carlo_over_training_sets(fn: Callable[..., dict], tasks: Sequence[tupl
     repeats = as_positive_int(repeats, "repeats")
     seeds = spawn_seeds(seed, len(tasks) * repeats)
     jobs = [_Task(fn, tuple(args), seeds[i * repeats + r]) for i, args in enumerate(tasks) for r in range(repeats)]
+    out = run_jobs(jobs, executor, progress, label)
+    return [out[i * repeats : (i + 1) * repeats] for i in range(len(tasks))]
+
+
+def run_jobs(jobs: Sequence[Callable[[], Any]], executor: Executor | None = None, progress: bool | None = None,
+             label: str = "jobs") -> list[Any]:
+    """``[job() for job in jobs]``, in-process or on any ``concurrent.futures`` executor (process pools,
+    ``dask.distributed.Client.get_executor()``), results in the order of ``jobs``.
+
+    Jobs must be picklable for process-based executors (module-level functions, ``functools.partial``
+    of them, or dataclasses such as ``_Task``), and must carry their own randomness (a seed), so the
+    result does not depend on where or in which order they run.
+    """
     out: list[Any] = [None] * len(jobs)
     with Progress(len(jobs), label, progress) as bar:
         if executor is None:
@@ -186,13 +199,13 @@ def monte_carlo_over_training_sets(fn: Callable[..., dict], tasks: Sequence[tupl
                 out[k] = job()
                 bar.update()
         else:
-            futures = {executor.submit(job): k for k, job in enumerate(jobs)}
             from concurrent.futures import as_completed
 
+            futures = {executor.submit(job): k for k, job in enumerate(jobs)}
             for fut in as_completed(futures):
                 out[futures[fut]] = fut.result()
                 bar.update()
-    return [out[i * repeats : (i + 1) * repeats] for i in range(len(tasks))]
+    return out
 
 
 def fitted_gaussian_kl(p0: Gaussian, N: int, mean: str = "estimated", *, rng: np.random.Generator) -> dict:

@@ -54,6 +54,8 @@ def _data_gaussian(model: AffineModel, data) -> Gaussian:
 
 def _times(model, t) -> tuple[np.ndarray, bool]:
     arr = model.process.check_time(t)
+    if arr.ndim > 1:
+        raise ValueError(f"t must be a time or a 1-D array of times, got shape {arr.shape}")
     return np.atleast_1d(arr), arr.ndim == 0
 
 
@@ -194,7 +196,7 @@ def generalisation_gap(model: AffineModel, X, p0: Gaussian, t) -> float | np.nda
 
     (no subtraction of two nearly equal losses).  For the fitted model (no ridge) this is
     :math:`\alpha^2\sigma^2[\operatorname{tr}(\hat S_t^{-2}(S - \hat S)) + (\hat\mu-\mu)^T\hat S_t^{-2}(\hat\mu-\mu)]`
-    with :math:`\hat S_t = \alpha^2\hat S + \sigma^2 I` (THEORY §3; ``derivations/losses.py`` derives it).
+    with :math:`\hat S_t = \alpha^2\hat S + \sigma^2 I` (docs/theory.md#train-and-test-loss-at-the-optimum; ``derivations/losses.py`` derives it).
     """
     _check_affine(model)
     if not isinstance(p0, Gaussian):

@@ -64,9 +64,9 @@ def _initial_points(model: ScoreModel, process: Process, init, t_start: float, n
     d = model.dim
     if isinstance(init, Gaussian):
         return init.sample(n, gen)
-    if init == "standard":
+    if isinstance(init, str) and init == "standard":
         return gen.standard_normal((n, d))
-    if init == "exact":
+    if isinstance(init, str) and init == "exact":
         a, s = float(process.alpha(t_start)), float(process.sigma(t_start))
         if isinstance(model, EmpiricalScore):
             idx = gen.integers(0, model.X.shape[0], n)
@@ -305,6 +305,9 @@ def gradient_descent(X, process: Process, t, train_time: float, lr: float = 1.0,
 
 def kl(p: Gaussian, q: Gaussian, n: int = 100_000, rng: RNGLike = None) -> Estimate:
     r""":math:`\mathrm{KL}(p\|q) \approx \frac1n\sum_i[\log p(x_i) - \log q(x_i)]`, :math:`x_i\sim p`."""
+    for name, g in (("p", p), ("q", q)):
+        if not isinstance(g, Gaussian):
+            raise TypeError(f"{name} must be a lindiff.Gaussian, got {type(g).__name__}")
     x = p.sample(as_positive_int(n, "n"), as_rng(rng))
     return _estimate(p.logpdf(x) - q.logpdf(x))
 

@@ -155,7 +155,11 @@ def ddpm_timesteps(T: int, steps: int, spacing: str = "leading", steps_offset: i
     elif spacing == "leading":
         ts = (np.arange(steps) * (T // steps))[::-1] + steps_offset
     elif spacing == "trailing":
-        ts = np.round(np.arange(T, 0, -T / steps)) - 1
+        # diffusers: round(arange(T, 0, -T/n)) - 1.  numpy's arange fills entry k with T + k delta, where
+        # delta = (T - T/n) - T in floats; taking exactly k = 0..n-1 keeps diffusers' values (ties
+        # included) and drops the extra element float arange can produce (T = 61, n = 7: timestep -1).
+        delta = (T + (-T / steps)) - T
+        ts = np.round(T + np.arange(steps) * delta) - 1
     else:
         raise ValueError(f"spacing must be one of {', '.join(SPACINGS)}, got {spacing!r}")
     ts = ts.astype(np.int64) + 1
@@ -417,9 +421,9 @@ def _initial(model: AffineModel, process: Process, init, t_start: float) -> Gaus
         if init.dim != model.dim:
             raise ValueError(f"init has dimension {init.dim} but the model has dimension {model.dim}")
         return init
-    if init == "standard":
+    if isinstance(init, str) and init == "standard":
         return None
-    if init == "exact":
+    if isinstance(init, str) and init == "exact":
         if model.data is None:
             raise ValueError("init='exact' needs the model's data distribution; this model has none (pass init=Gaussian)")
         return process.marginal(model.data, t_start)

@@ -1,6 +1,6 @@
 r"""Score models: the exact Gaussian score, the exact empirical (mixture) score and linear denoisers.
 
-Conventions (see ``API.md``): a model predicts noise, ``eps_hat(x, t)``; its score is
+Conventions (see ``docs/theory.md#noise-score-and-data-predictions``): a model predicts noise, ``eps_hat(x, t)``; its score is
 ``-eps_hat / sigma(t)`` and its x0-prediction ``(x - sigma eps_hat) / alpha``.  An *affine* model has
 ``eps_hat(x, t) = W_t x + b_t`` and exposes ``affine(t) -> (W_t, b_t)``.
 
@@ -551,6 +551,10 @@ class LinearDenoiser(AffineModel):
         (ordinary least squares with intercept; the minimum-norm solution when under-determined).  The
         draws at time t come from a generator seeded by (rng, t), so the model is a fixed random
         function: the same t always gives the same weights.  As ``draws -> inf`` it tends to :meth:`fit`.
+        With ``ridge=0`` and ``N * draws > d`` the weights are *exactly* those of :meth:`fit` on the directions
+        orthogonal to the span of the centred training points (the input's component there is an exact
+        multiple of the noise), so finite P changes the model only on that span; :mod:`lindiff.variance`
+        computes the law averaged over the draws.
         """
         X = as_training_set(X, "X")
         draws = as_positive_int(draws, "draws")

@@ -7,6 +7,7 @@ diffusers release fixes one, the test reports XPASS.
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.extras
 diffusers = pytest.importorskip("diffusers", reason="the optional extra lindiff[diffusers] is not installed")
 pytest.importorskip("torch")
 

@@ -66,7 +66,7 @@ def test_score_matching_loss_matches_monte_carlo(rng):
 
 
 def test_generalisation_gap_closed_form_and_memorisation(rng):
-    """THEORY §3: gap = alpha^2 sigma^2 [tr(Sh_t^{-2}(S - S_hat)) + dmu^T Sh_t^{-2} dmu] (eps units)."""
+    """docs/theory.md#train-and-test-loss-at-the-optimum: gap = alpha^2 sigma^2 [tr(Sh_t^{-2}(S - S_hat)) + dmu^T Sh_t^{-2} dmu] (eps units)."""
     d = 6
     process = ld.DDPM.linear(1000)
     p0 = ld.Gaussian(rng.standard_normal(d), random_spd(rng, d))

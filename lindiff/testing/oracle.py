@@ -218,14 +218,18 @@ def check_sampler(run: Callable, model: AffineModel, sampler: str, steps: int | 
     n, rng, false_alarm : statistical mode: samples, generator and the bound on the false-alarm rate
     reference : compare with this law instead of computing ``sampling_law``
     """
+    if not callable(run):
+        raise TypeError(f"run must be a callable run(x_T, eps_model, noise) -> x_0, got {type(run).__name__}")
+    if not isinstance(model, AffineModel):
+        raise TypeError(f"model must be an affine lindiff model (GaussianScore or LinearDenoiser), got {type(model).__name__}")
     if mode not in ("exact", "statistical"):
         raise ValueError(f"mode must be 'exact' or 'statistical', got {mode!r}")
     ref = reference if reference is not None else sampling_law(model, model.process, sampler, steps, t_min, init, **options)
     if isinstance(init, Gaussian):
         start = init
-    elif init == "standard":
+    elif isinstance(init, str) and init == "standard":
         start = None
-    elif init == "exact":
+    elif isinstance(init, str) and init == "exact":
         prog_t = float(np.asarray(options.get("grid", [model.process.T]))[0]) if "grid" in options else None
         t_start = build_sampler(model.process, sampler, steps, t_min, **options).t_start if prog_t is None else prog_t
         start = model.process.marginal(model.data, t_start)
