@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 import lindiff as ld
 from lindiff import ensembles
+import profiles  # noqa: F401 - registers the "ci" and "deep" hypothesis profiles
 from fuzzlib import Defect, Recorder
 from targets import COST, TARGETS
 
@@ -126,8 +127,6 @@ def _boundary_cases():
     return cases
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: numeric strings are accepted for floats/arrays but rejected for "
-                   "integers; lindiff/_validation.py is being changed on main -- remove this mark once merged")
 def test_bool_and_numeric_string_inputs_follow_one_rule():
     """Issue 10 ("Bad input at the Python boundary"): per kind of odd input, every entry point accepts it
     (with the result of the equivalent number) or every entry point rejects it with a ValueError/TypeError."""
