@@ -19,11 +19,14 @@ __all__ = ["Gaussian", "Infinite", "kl", "w2", "hellinger"]
 class Infinite(float):
     """``float('inf')`` that carries the reason it is infinite.
 
-    Behaves exactly like ``math.inf`` in arithmetic and comparisons; ``.reason`` says why.
+    Behaves exactly like ``math.inf`` in arithmetic and comparisons; ``.reason`` says why, and survives
+    scaling or shifting by a finite number (a per-dimension KL is still an ``Infinite``).
 
     >>> x = Infinite("q is singular where p has mass")
     >>> x == float("inf"), x.reason
     (True, 'q is singular where p has mass')
+    >>> (x / 4).reason
+    'q is singular where p has mass'
     """
 
     reason: str
@@ -38,6 +41,32 @@ class Infinite(float):
 
     def __reduce__(self):
         return (Infinite, (self.reason,))
+
+    # Scaling or shifting by a finite number keeps the reason (``kl(p, q) / d`` in a table is still an
+    # Infinite, not a plain inf); anything that is not +inf afterwards (e.g. ``* 0``) is a plain float.
+    def _keep(self, value: float):
+        return Infinite(self.reason) if value == float("inf") else value
+
+    def __mul__(self, other):
+        return self._keep(float.__mul__(self, other))
+
+    def __rmul__(self, other):
+        return self._keep(float.__rmul__(self, other))
+
+    def __truediv__(self, other):
+        return self._keep(float.__truediv__(self, other))
+
+    def __add__(self, other):
+        return self._keep(float.__add__(self, other))
+
+    def __radd__(self, other):
+        return self._keep(float.__radd__(self, other))
+
+    def __sub__(self, other):
+        return self._keep(float.__sub__(self, other))
+
+    def __pos__(self):
+        return self
 
 
 class Gaussian:
@@ -207,13 +236,16 @@ class Gaussian:
         r"""Log density at the rows of ``x``.
 
         For a singular covariance this is the density with respect to Lebesgue measure on the
-        support ``mean + range(cov)`` (as scipy's ``allow_singular=True``) and ``-inf`` off it.
+        support ``mean + range(cov)`` (as scipy's ``allow_singular=True``) and ``-inf`` off it (on the
+        support when the offset is within the shared zero cut-off).  ``-inf`` also where the log-density
+        is below the float64 range.
         """
         pts, single = as_points(x, self.dim)
         eig = self._eig
         centred = (pts - self.mean) @ eig.vectors
         keep = ~eig.zero
-        maha = np.sum(centred[:, keep] ** 2 / eig.values[keep], axis=1)
+        with np.errstate(over="ignore"):  # beyond float64 the log-density is -inf (documented)
+            maha = np.sum(centred[:, keep] ** 2 / eig.values[keep], axis=1)
         out = -0.5 * (maha + eig.rank * np.log(2 * np.pi) + eig.logpdet())
         if eig.singular:
             # on the support when the offset is within the shared cut-off (the rule that decided the rank)

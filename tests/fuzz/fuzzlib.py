@@ -17,10 +17,9 @@ keeps every defect with a reproducer (the repr of the call).
 from __future__ import annotations
 
 import dataclasses
-import linecache
+import dis
 import math
 import os
-import traceback
 import warnings
 from collections import Counter
 from typing import Any, Callable
@@ -39,22 +38,25 @@ OUTCOMES = ("valid", "infinite", "rejected", "defect", "known")
 # reported with a reproducer, but not failing the suite; each line goes when its owner's fix has landed.
 # (entry-point prefix, defect kind contains, detail contains, where and who)
 KNOWN = [
-    ("mc.", "plain inf", "stderr=inf, n=1", "lindiff/mc.py: Estimate of n = 1 draw has stderr = inf"),
+    ("mc.", "plain inf", "stderr=inf, n=1", "lindiff/mc.py: the Estimate of n = 1 draw has stderr = inf"),
     ("mc.kl", "foreign RuntimeWarning", "", "lindiff/mc.py: mc.kl with a singular q warns (log-density -inf - -inf)"),
     ("mc.kl", "plain inf", "mean=inf", "lindiff/mc.py: mc.kl with a singular q returns plain inf"),
     ("mc.fit_linear", "foreign LinAlgError", "", "lindiff/mc.py: fit_linear solves a singular normal equation"),
-    ("stability.replace_one [invalid", "", "", "lindiff/stability.py: replace_one(i=nan) foreign error, i='1' accepted"),
-    ("memorisation.collapse_time", "foreign ValueError", "f(a) and f(b)", "lindiff/memorisation.py: brentq bracket"),
     ("mc.score_finite_difference", "foreign RuntimeWarning", "", "lindiff/mc.py: finite differences overflow/NaN"),
+    ("memorisation.", "foreign ValueError", "f(a) and f(b)", "lindiff/memorisation.py: collapse_time's brentq bracket"),
     ("rmt.Silverstein", "foreign RuntimeWarning", "", "lindiff/rmt.py: Silverstein.stieltjes at z = -1 divides by zero"),
+    ("stability.replace_one [invalid", "", "", "lindiff/stability.py: replace_one(i=nan) foreign error, i='1' accepted"),
+    ("stability.", "foreign LinAlgError", "", "lindiff/stability.py: replace-one scores solve a singular system"),
     ("stability.", "foreign RuntimeWarning", "", "lindiff/stability.py: 0/0 for a data law of rank 0"),
+    ("stability.girsanov_bound", "plain inf", "", "lindiff/stability.py: girsanov_bound returns a plain inf"),
     ("stability.kl_bound_table", "plain inf", "", "lindiff/stability.py: kl_bound_table prints an infinite KL as plain inf"),
-    # sampler entry points: being rewritten on the `samplers` branch (issue 11 item 9)
-    ("build_sampler", "foreign ZeroDivisionError", "", "lindiff/samplers.py (samplers helper): ZeroDivisionError when alpha -> 0"),
-    ("sampler_table", "foreign ZeroDivisionError", "", "lindiff/samplers.py (samplers helper): ZeroDivisionError when alpha -> 0"),
-    ("sampling_law", "foreign ZeroDivisionError", "", "lindiff/samplers.py (samplers helper): ZeroDivisionError when alpha -> 0"),
-    ("mc.sample", "foreign ZeroDivisionError", "", "lindiff/samplers.py (samplers helper): ZeroDivisionError when alpha -> 0"),
-    ("memorisation.memorisation_table", "foreign ZeroDivisionError", "", "lindiff/samplers.py (samplers helper): ZeroDivisionError when alpha -> 0"),
+    # the sampler entry points are being rewritten on the `samplers` branch (issue 11 item 9): every
+    # defect reached through them is listed for the samplers helper
+    ("build_sampler", "", "", "lindiff/samplers.py (samplers helper): NaN/overflow/ZeroDivisionError as alpha -> 0"),
+    ("sampler_table", "", "", "lindiff/samplers.py (samplers helper): NaN/overflow/ZeroDivisionError as alpha -> 0"),
+    ("sampling_law", "", "", "lindiff/samplers.py (samplers helper): overflow, NaN, spectral != dense path"),
+    ("mc.sample", "", "", "lindiff/samplers.py (samplers helper) via mc.sample: overflow / ZeroDivisionError"),
+    ("memorisation.memorisation_table", "foreign ZeroDivisionError", "", "lindiff/samplers.py (samplers helper) via memorisation_table"),
 ]
 
 
@@ -102,15 +104,20 @@ def describe_call(name: str, args: tuple, kwargs: dict) -> str:
 
 
 def _raised_by_lindiff(exc: BaseException) -> bool:
-    """True when the innermost frame is a ``raise`` statement in lindiff's own source."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
+    """True when the innermost frame is lindiff's own code executing a ``raise`` statement (the
+    instruction at the frame's last offset is RAISE_VARARGS: independent of the source on disk)."""
+    tb = exc.__traceback__
+    if tb is None:
         return False
-    last = frames[-1]
-    if not os.path.abspath(last.filename).startswith(LINDIFF_DIR):
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    if not os.path.abspath(code.co_filename).startswith(LINDIFF_DIR):
         return False
-    line = (last.line or linecache.getline(last.filename, last.lineno)).strip()
-    return line.startswith("raise")
+    for instruction in dis.get_instructions(code):
+        if instruction.offset == tb.tb_lasti:
+            return instruction.opname == "RAISE_VARARGS"
+    return False
 
 
 def scan(value: Any, allow_neg_inf: bool = False, depth: int = 0) -> tuple[str, str]:

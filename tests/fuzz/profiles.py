@@ -11,4 +11,4 @@ from hypothesis import HealthCheck, settings
 _COMMON = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck), print_blob=True)
 
 settings.register_profile("ci", max_examples=100, derandomize=True, **_COMMON)
-settings.register_profile("deep", max_examples=11000, derandomize=False, **_COMMON)
+settings.register_profile("deep", max_examples=12000, derandomize=False, **_COMMON)
