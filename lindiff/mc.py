@@ -203,17 +203,17 @@ def moment_p_values(samples: np.ndarray, law: Gaussian, *, mean_resolution: floa
     rm = float(mean_resolution)
     lo = np.maximum(lam - res, 0.0)
     hi = lam + res
-    # a completely degenerate law (every eigenvalue 0 and no scale) has nothing to resolve against
-    hi = np.where(hi > 0, hi, np.finfo(float).tiny)
     mean = Y.mean(axis=0)
     p = []
     for j in range(d):
-        z = max(abs(mean[j]) - rm, 0.0) * np.sqrt(n / hi[j])
+        excess = max(abs(mean[j]) - rm, 0.0)
+        # a direction with no variance at all (a degenerate law, no scale): any excess is a certain rejection
+        z = excess * np.sqrt(n / hi[j]) if hi[j] > 0 else (0.0 if excess == 0 else np.inf)
         p.append(2 * stats.norm.sf(z))
     C = np.atleast_2d(np.cov(Y, rowvar=False, ddof=1))
     for j in range(d):
         q = (n - 1) * C[j, j]
-        upper = stats.chi2.sf(q / hi[j], n - 1)
+        upper = stats.chi2.sf(q / hi[j], n - 1) if hi[j] > 0 else float(q == 0)
         lower = stats.chi2.cdf(q / lo[j], n - 1) if lo[j] > 0 else 1.0
         p.append(min(1.0, 2 * min(lower, upper)))
     for j in range(d):
