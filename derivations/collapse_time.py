@@ -22,7 +22,7 @@ def make_page():
     return Page("collapse_time", "Collapse and speciation times for Gaussian data (OU)",
                 ["OU: alpha = e^{-t}, sigma^2 = 1 - e^{-2t}; isotropic covariance s I for the closed form",
                  "collapse: (1/2) log(1 + s SNR_t) = log(N)/d; speciation: alpha_t^2 lambda_max = 1"],
-                ["Biroli, Bonnaire, de Bortoli & Mezard (2024); notes/gaussian_closed_forms.md §e"])
+                ["Biroli, Bonnaire, de Bortoli & Mezard (2024); docs/theory.md#collapse-time"])
 
 
 def derive(page):

@@ -24,7 +24,7 @@ def make_page():
     return Page("gradient_flow", "Gradient flow from zero weights: each eigenmode relaxes exponentially",
                 ["per-mode centred loss L(w) = h w^2 - 2 sigma w + 1, h = alpha^2 lambda + sigma^2 + ridge > 0",
                  "flow dw/dtau = -lr dL/dw, w(0) = 0"],
-                ["THEORY.md §2 (derived); Merger & Goldt (2025) §2.4"])
+                ["docs/theory.md#gradient-flow-and-early-stopping; Merger & Goldt (2025); docs/theory.md#gradient-flow-and-early-stopping"])
 
 
 def derive(page):

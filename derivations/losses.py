@@ -29,7 +29,7 @@ def make_page():
     return Page("losses", "DSM losses, the irreducible part and the train/test gap",
                 ["x_t = alpha x0 + sigma eps; eps-model w x + b per mode (commuting case)",
                  "training data: mean m, variance l along the mode; test data: mean m + delta, variance c"],
-                ["THEORY.md §3 (derived); Vastola (2025) for the DSM target variance"])
+                ["docs/theory.md#dsm-losses-and-the-generalisation-gap; Vastola (2025) for the DSM target variance"])
 
 
 def derive(page):
@@ -41,7 +41,7 @@ def derive(page):
     train = page.result("train_at_optimum", sp.simplify(L(m, l).subs({w: wopt, b: bopt})))
     test = sp.simplify(L(m + delta, c).subs({w: wopt, b: bopt}))
     gap = page.result("gap_at_optimum", sp.factor(sp.simplify(test - train)))
-    page.step("gap = alpha^2 sigma^2 (c - l + delta^2) / (alpha^2 l + sigma^2)^2 (THEORY §3, times sigma^2 for eps units)",
+    page.step("gap = alpha^2 sigma^2 (c - l + delta^2) / (alpha^2 l + sigma^2)^2 (docs/theory.md#train-and-test-loss-at-the-optimum, times sigma^2 for eps units)",
               sp.simplify(gap - alpha**2 * sigma**2 * (c - l + delta**2) / (alpha**2 * l + sigma**2) ** 2))
     page.step("Null mode (l = 0): gap = alpha^2 (c + delta^2) / sigma^2, which explodes as sigma -> 0", sp.simplify(gap.subs(l, 0)))
     page.result("irreducible", sp.simplify(train.subs(m, 0)))

@@ -25,7 +25,7 @@ def make_page():
         ["x_t = alpha x0 + sigma eps, eps ~ N(0, 1) independent of x0",
          "per mode: x0 has mean m and variance lambda (an eigenvalue of the training covariance)",
          "loss L(w, b) = E(eps - w x_t - b)^2 + r w^2, the noise expectation exact"],
-        ["THEORY.md §2; Li, Dai & Qu (2024) Thm. 1 (r = 0)"],
+        ["docs/theory.md#the-optimal-affine-denoiser-on-n-points; Li, Dai & Qu (2024) Thm. 1 (r = 0)"],
     )
 
 

@@ -22,7 +22,7 @@ d = 2
 def make_page():
     return Page("replace_one", "Replace-one: rank-3 update of the fitted Gaussian, Woodbury for the score",
                 [f"N = {N} points in d = {d} (symbols); 1/N covariance; point i = 0 replaced by z'"],
-                ["notes/score_stability.md §3.3; Woodbury identity"])
+                ["docs/theory.md#replace-one-by-woodbury; Woodbury identity"])
 
 
 def _fit(points):

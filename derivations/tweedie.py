@@ -17,7 +17,7 @@ m, x, x0 = sp.symbols("m x x_0", real=True)
 def make_page():
     return Page("tweedie", "Marginal score, posterior mean and variance (Tweedie) for Gaussian data",
                 ["x0 ~ N(m, lambda) per mode, x_t | x0 ~ N(alpha x0, sigma^2)"],
-                ["THEORY.md §2; Tweedie's formula E[x0|x] = (x + sigma^2 score) / alpha"])
+                ["docs/theory.md#marginals-score-and-tweedie; Tweedie's formula E[x0|x] = (x + sigma^2 score) / alpha"])
 
 
 def derive(page):

@@ -1,4 +1,4 @@
-"""Claim 1 (THEORY §8): the optimal linear denoiser is the fitted Gaussian's score.
+"""Claim 1 (docs/theory.md#claims-reproduced-by-the-examples): the optimal linear denoiser is the fitted Gaussian's score.
 
 Brute-force least squares on sampled (x0, eps) pairs converges to LinearDenoiser.fit (the exact noise
 expectation) at rate n^{-1/2}, for N < d, N ~ d and N > d.  Prints the table; saves claim1_fit.png.

@@ -1,4 +1,4 @@
-"""Claim 2 (THEORY §8): sampler output laws equal Monte Carlo runs of the same samplers, for every sampler.
+"""Claim 2 (docs/theory.md#claims-reproduced-by-the-examples): sampler output laws equal Monte Carlo runs of the same samplers, for every sampler.
 
 For each sampler: the exact law (sampling_law) vs the sample moments of mc.sample, as the maximum
 |z| over all mean and covariance entries and the Bonferroni threshold.  Saves claim2_laws.png.

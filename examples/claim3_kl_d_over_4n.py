@@ -1,4 +1,4 @@
-"""Claim 3 (THEORY §8): for N > d the expected KL approaches its floor as d(d+1)/(4N) — for any covariance.
+"""Claim 3 (docs/theory.md#claims-reproduced-by-the-examples): for N > d the expected KL approaches its floor as d(d+1)/(4N) — for any covariance.
 
 Exact Wishart expectations against Monte Carlo over training sets for three very different spectra
 (isotropic, power law k^-2, CIFAR-10 subsampled), and the leading law.  Prints a table; saves

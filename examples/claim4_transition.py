@@ -1,4 +1,4 @@
-"""Claim 4 (THEORY §8): the transition at N ≍ d.
+"""Claim 4 (docs/theory.md#claims-reproduced-by-the-examples): the transition at N ≍ d.
 
 KL(data || model) falls by orders of magnitude between N = 0.9 d and 1.1 d; rank of S_hat = min(N - 1, d);
 the train–test gap explodes for N < d as t -> 0.  Prints the transition table and the gap against t;

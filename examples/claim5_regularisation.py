@@ -1,4 +1,4 @@
-"""Claim 5 (THEORY §8): for N < d, ridge and early stopping reduce test loss and KL; strongly decaying
+"""Claim 5 (docs/theory.md#claims-reproduced-by-the-examples): for N < d, ridge and early stopping reduce test loss and KL; strongly decaying
 spectra (lambda_k ~ k^-p) overfit less.  Prints the tables; saves claim5_regularisation.png."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Claim 7 (THEORY §8): coarser sampler steps regularise the memorising empirical score (Monte Carlo),
+"""Claim 7 (docs/theory.md#claims-reproduced-by-the-examples): coarser sampler steps regularise the memorising empirical score (Monte Carlo),
 not the linear model (exact).  Prints the table; saves claim7_steps.png."""
 
 import numpy as np

@@ -11,10 +11,27 @@ the same wherever it is asked.
 
 Square roots are taken through ``eigh`` with clipping, never ``scipy.linalg.sqrtm`` (which is
 Schur-based and can return complex output for PSD input; scipy#12247).
+
+A Gaussian's law is its *clipped* eigendecomposition (:class:`PSDEig`): once the constructor has accepted a
+covariance, every later computation uses those eigenvalues and never re-tests a derived matrix for
+positive semi-definiteness ("whatever the constructor accepts, every function accepts").
+
+Divergences between Gaussians are assembled from the pieces below so that nothing cancels:
+
+* per eigenvalue ratio ``r = a/b``: :func:`kl_ratio_term` (``r - 1 - log r``) and
+  :func:`hellinger_ratio_term` (``log((1 + r)^2 / (4 r))``), from ``a - b`` and ``log a - log b``;
+* for a dense pair, :func:`pencil` gives the generalised eigenvalues ``r_i`` of ``(S_p, S_q)`` as
+  ``x_i = r_i - 1``, the eigenvalues of the *whitened difference* ``S_q^{-1/2} (S_p - S_q) S_q^{-1/2}``
+  (the difference is formed from the two input matrices, before any factorisation), plus
+  ``sum_i log r_i`` from the two spectra separately, which is accurate when some ``r_i`` are tiny;
+* :func:`bures_sq`, the Bures term of W2 as ``||S_p^{1/2} - S_q^{1/2} U||_F^2`` with ``U`` the
+  orthogonal polar factor of ``S_q^{1/2} S_p^{1/2}`` (a difference computed directly, so it is never
+  negative and keeps its relative accuracy when the two covariances nearly agree).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +58,31 @@ def cutoff(eigenvalues: np.ndarray, scale: float = 0.0) -> float:
     if eigenvalues.size == 0:
         return 0.0
     return float(rcond(eigenvalues.size) * max(float(np.max(np.abs(eigenvalues))), float(scale)))
+
+
+def negligible_offset(offset: np.ndarray, eigenvalues: np.ndarray, *means: np.ndarray) -> bool:
+    """Is a mean offset along directions where a law has no variance numerically zero?
+
+    Yes when its squared length is within the eigenvalue cut-off (it is then below the resolution of
+    the covariance), or within ``rcond`` of the means' own magnitude (round-off of the means).
+    """
+    offset = np.asarray(offset, dtype=np.float64)
+    eigenvalues = np.asarray(eigenvalues, dtype=np.float64)
+    size = max(eigenvalues.size, 1)
+    mean_scale = max((float(np.max(np.abs(m), initial=0.0)) for m in means), default=0.0)
+    with np.errstate(over="ignore"):
+        tol = cutoff(eigenvalues) + (rcond(size) * mean_scale) ** 2
+        return bool(np.sum(offset**2) <= tol)
+
+
+def negligible_offsets(offsets: np.ndarray, eigenvalues: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Row-wise :func:`negligible_offset`: rows of ``offsets`` (components along null directions) with
+    ``scales`` the magnitude of the points they come from."""
+    offsets = np.asarray(offsets, dtype=np.float64)
+    size = max(np.asarray(eigenvalues).size, 1)
+    with np.errstate(over="ignore"):
+        tol = cutoff(eigenvalues) + (rcond(size) * np.asarray(scales, dtype=np.float64)) ** 2
+        return np.sum(offsets**2, axis=-1) <= tol
 
 
 @dataclass(frozen=True)
@@ -165,21 +207,39 @@ def relax(h: np.ndarray, time: float | None, lr: float) -> np.ndarray:
 
     This is the closed-form solution of ``dw/dtau = -lr (2 h w - 2)`` from ``w = 0`` at ``tau =
     time``; at ``h = 0`` its limit ``2 lr time`` is returned (no 0/0).  For ``time = None`` and
-    ``h = 0`` the result is ``inf``; callers decide whether that is an error.
+    ``h = 0`` (or ``1/h`` beyond float64) the result is ``inf``; callers decide whether that is an error.
     """
     h = np.asarray(h, dtype=np.float64)
     if time is None:
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", over="ignore"):  # 1/h beyond float64 is inf too; callers raise
             return np.where(h > 0, 1.0 / np.where(h > 0, h, 1.0), np.inf)
     rate = 2.0 * lr * time
-    x = rate * h
-    safe = np.where(x > 1e-12, h, 1.0)
-    return np.where(x > 1e-12, -np.expm1(-x) / safe, rate * (1.0 - 0.5 * x))
+    with np.errstate(over="ignore"):  # rate * h = inf is fine: expm1(-inf) = -1
+        x = rate * h
+    big = x > 1e-12
+    out = np.empty(np.shape(x))
+    out[big] = -np.expm1(-x[big]) / h[big]
+    out[~big] = rate * (1.0 - 0.5 * x[~big])  # the series, also exact at h = 0
+    return out
 
 
-def relax_matrix(h: np.ndarray, time: float | None, lr: float) -> np.ndarray:
-    """Matrix version of :func:`relax` for a symmetric PSD ``h`` (through ``eigh``)."""
+def relax_matrix(h: np.ndarray, time: float | None, lr: float, definite: bool = False) -> np.ndarray:
+    """Matrix version of :func:`relax` for a symmetric PSD ``h`` (through ``eigh``).
+
+    With ``definite=True`` the caller knows ``h`` is positive definite: eigenvalues below the shared
+    cut-off are then genuine but unresolved (anywhere in ``[0, cutoff]``), and their relaxation lies
+    between ``2 lr time`` and ``(1 - e^{-2 lr time cutoff}) / cutoff``.  If those differ by more than
+    1e-8 relative, the result is not determined by float64 and a ``ValueError`` names ``train_time``.
+    """
     eig = psd_eig(h, "gradient-flow Hessian")
+    if definite and eig.singular and time is not None:
+        tol = cutoff(eig.values)
+        if 2.0 * lr * time * tol > 1e-8:
+            raise ValueError(
+                f"train_time = {time:g} (lr = {lr:g}) is too long for the gradient flow on this Hessian: its "
+                f"eigenvalues span more than float64 resolves (largest {float(eig.values.max()):.3g}; those below "
+                f"{tol:.3g} are unresolved, and their relaxation over this time is not determined); use a shorter "
+                "train_time, a smaller ridge, train_time=None or centred=True")
     return (eig.vectors * relax(eig.values, time, lr)) @ eig.vectors.T
 
 
@@ -202,3 +262,165 @@ def x_minus_log1p(x: np.ndarray) -> np.ndarray:
         power = power * xs
     out[small] = acc
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Divergence building blocks.
+def log_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``log(a / b)`` for positive arrays, also where ``a / b`` would under- or overflow."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    with np.errstate(over="ignore", under="ignore"):
+        ratio = a / b
+    ok = (ratio > np.finfo(np.float64).tiny) & np.isfinite(ratio)
+    # log(a/b) rounds once; log a - log b would add two roundings of the (possibly large) logs
+    return np.where(ok, np.log(np.where(ok, ratio, 1.0)), np.log(a) - np.log(b))
+
+
+def kl_ratio_term(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``r - 1 - log r`` for ``r = a / b`` (``a, b > 0``), with no cancellation anywhere.
+
+    ``r - 1 = (a - b)/b`` is formed from the difference (exact when ``a`` and ``b`` are within a factor
+    2, Sterbenz); near ``r = 1`` the result comes from :func:`x_minus_log1p`, elsewhere from
+    ``(r - 1) - log r`` with ``log r`` from :func:`log_ratio` (a sum of terms of one sign, or a
+    difference at least ten times its rounding error).  Relative error a few ulp.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        x = (a - b) / b
+    near = np.abs(x) < 0.5
+    out = np.empty(np.broadcast(a, b).shape)
+    out[near] = x_minus_log1p(x[near])
+    far = ~near
+    out[far] = x[far] - log_ratio(a[far], b[far]) if far.any() else 0.0
+    return out
+
+
+def hellinger_ratio_term(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``log((a + b)^2 / (4 a b)) = log(1 + (a - b)^2 / (4 a b))`` for ``a, b > 0``, no cancellation.
+
+    This is ``-4 log`` of one mode's Bhattacharyya factor ``(r^{1/4} / ((1 + r)/2)^{1/2})`` with
+    ``r = a/b``; it is symmetric in ``a`` and ``b``.  Near ``a = b`` it is ``log1p`` of the squared
+    relative difference, elsewhere ``2 log((a + b)/2) - log a - log b`` evaluated as
+    ``2 log((1 + r)/2) - log r`` with ``r = min/max`` (terms of one sign).
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    x = (hi - lo) / hi  # in [0, 1)
+    near = x < 0.5
+    out = np.empty(np.broadcast(a, b).shape)
+    xn = x[near]
+    # (hi - lo)^2 / (4 hi lo) = x^2 / (4 (1 - x)) with x = (hi - lo)/hi
+    out[near] = np.log1p(xn * xn / (4.0 * (1.0 - xn)))
+    far = ~near
+    if far.any():
+        r = lo[far] / hi[far]
+        out[far] = 2.0 * np.log1p(r) - 2.0 * math.log(2.0) - log_ratio(lo[far], hi[far])
+    return out
+
+
+def log_det_ratio(values_p: np.ndarray, values_q: np.ndarray) -> float:
+    """``sum log(values_p) - sum log(values_q)`` for positive arrays, scaled so that the rounding error
+    is that of the ratio and not of the two (possibly huge) log-determinants."""
+    values_p = np.asarray(values_p, dtype=np.float64)
+    values_q = np.asarray(values_q, dtype=np.float64)
+    top = max(float(np.max(values_p, initial=0.0)), float(np.max(values_q, initial=0.0)))
+    if top <= 0.0:
+        return 0.0
+    scale = 2.0 ** math.frexp(top)[1]  # a power of two: the division is exact
+    return float(np.sum(np.log(values_p / scale)) - np.sum(np.log(values_q / scale)))
+
+
+@dataclass(frozen=True)
+class Pencil:
+    """Generalised eigen-decomposition of a pair ``(S_p, S_q)`` on the common support ``range(S_q)``.
+
+    ``x`` are ``r_i - 1`` (``r_i`` the generalised eigenvalues), computed as the eigenvalues of the
+    whitened difference; ``mean`` is the mean difference whitened by ``S_q`` in the same eigenbasis
+    (``sum mean**2 = dm^T S_q^+ dm``); ``log_det`` is ``sum_i log r_i`` from the two spectra.
+    """
+
+    x: np.ndarray
+    mean: np.ndarray
+    log_det: float
+
+
+def pencil(cov_p: np.ndarray, cov_q: np.ndarray, eig_p: PSDEig, eig_q: PSDEig, dm: np.ndarray) -> Pencil:
+    r"""Generalised eigenvalues of ``(S_p, S_q)`` as ``x = r - 1``, without cancellation near ``S_p = S_q``.
+
+    The caller has checked that both laws live on ``range(S_q)`` (same rank, no mass of ``p`` off it).
+    With ``B`` the range basis of ``S_q`` and ``L`` its non-zero eigenvalues,
+
+    .. math:: X = L^{-1/2} B^T (S_p - S_q) B L^{-1/2},\qquad x = \operatorname{eig}(X).
+
+    The difference ``S_p - S_q`` is formed from the two matrices first (exact where their entries agree
+    to a factor 2), so a relative perturbation ``delta`` of a covariance with condition number ``kappa``
+    gives ``x`` with relative error ``~ d eps kappa`` rather than ``eps kappa / delta``: the computed
+    ``X`` is exact for a pair whose common part moved by ``O(eps ||S_q||)``.
+    """
+    basis = eig_q.range_basis()
+    values = eig_q.values[~eig_q.zero]
+    inv_root = 1.0 / np.sqrt(values)
+    diff = cov_p - cov_q
+    if basis.shape[1] == basis.shape[0] and is_identity(basis):
+        projected = diff
+    else:
+        projected = basis.T @ diff @ basis
+    X = projected * inv_root[:, None] * inv_root[None, :]
+    X = 0.5 * (X + X.T)
+    if X.size:
+        x, vectors = np.linalg.eigh(X)
+    else:
+        x, vectors = np.zeros(0), np.zeros((0, 0))
+    mean = vectors.T @ ((basis.T @ dm) * inv_root)
+    log_det = log_det_ratio(eig_p.values[~eig_p.zero], values)
+    return Pencil(x, mean, log_det)
+
+
+def is_identity(U: np.ndarray) -> bool:
+    """True for an identity basis (checked in O(d), exactly): products with it can be skipped."""
+    return U.shape[0] <= 1 or (U[0, 0] == 1.0 and U[-1, -1] == 1.0 and np.count_nonzero(U) == U.shape[0]
+                               and bool(np.all(np.diag(U) == 1.0)))
+
+
+def bures_sq(eig_p: PSDEig, eig_q: PSDEig, diff: np.ndarray | None = None) -> float:
+    r"""Bures term of :math:`W_2^2`: :math:`\operatorname{tr}S_p + \operatorname{tr}S_q -
+    2\operatorname{tr}(S_p^{1/2} S_q S_p^{1/2})^{1/2}`, from the two (clipped) eigendecompositions.
+
+    Evaluated as :math:`\min_{U^TU = I}\|S_p^{1/2} - S_q^{1/2} U\|_F^2`, attained at the orthogonal polar
+    factor ``U`` of :math:`S_q^{1/2} S_p^{1/2} = V \Sigma W^T` (``U = V W^T``, from an SVD).  The
+    residual is a difference formed directly, so the result is never negative, is exactly zero for equal
+    roots, and any orthogonal ``U`` gives an upper bound: an error ``eta`` in ``U`` changes the result by
+    only ``O(eta^2 ||S||)`` (the minimum is stationary).
+
+    Near equality the residual's entries are far below the roots' round-off (``d eps ||S||^{1/2}``, from
+    the slightly non-orthogonal eigenvectors).  When ``diff = S_p - S_q`` (formed from the two input
+    matrices) is given and both are non-singular, the residual is then rebuilt from differences only:
+    ``S_p^{1/2} - S_q^{1/2} U = Delta + S_q^{1/2} (I - U)`` with ``Delta = S_p^{1/2} - S_q^{1/2}`` the
+    solution of the Sylvester equation ``S_p^{1/2} Delta + Delta S_q^{1/2} = S_p - S_q`` (solved in the two
+    eigenbases) and ``U`` replaced by the exactly orthogonal Cayley transform
+    ``(I - Omega)(I + Omega)^{-1}`` of the computed polar factor, so that ``I - U = 2 Omega (I + Omega)^{-1}``.
+    """
+    root_p, root_q = eig_p.sqrt(), eig_q.sqrt()
+    V, _, Wt = np.linalg.svd(root_q @ root_p)
+    polar = V @ Wt
+    resid = root_p - root_q @ polar
+    value = float(np.sum(resid * resid))
+    if diff is None or eig_p.singular or eig_q.singular:
+        return value
+    total = float(np.sum(eig_p.values) + np.sum(eig_q.values))
+    # the plain residual has absolute error ~ d eps ||S||^{1/2} per entry: keep it when W2^2 is large
+    if value > 1e-4 * total:
+        return value
+    d = root_p.shape[0]
+    eye = np.eye(d)
+    plus = eye + polar
+    if np.linalg.cond(plus) > 1e3:  # the Cayley transform needs U far from having eigenvalue -1
+        return value
+    omega = np.linalg.solve(plus, eye - polar)
+    omega = 0.5 * (omega - omega.T)
+    one_minus_u = 2.0 * np.linalg.solve((eye + omega).T, omega.T).T
+    sp, sq = np.sqrt(eig_p.values), np.sqrt(eig_q.values)
+    vp, vq = eig_p.vectors, eig_q.vectors
+    delta = vp @ ((vp.T @ diff @ vq) / (sp[:, None] + sq[None, :])) @ vq.T
+    resid = delta + root_q @ one_minus_u
+    return float(np.sum(resid * resid))

@@ -19,11 +19,37 @@ def as_rng(rng: RNGLike, name: str = "rng") -> np.random.Generator:
     raise TypeError(f"{name} must be None, an int seed, a SeedSequence or a numpy Generator, got {type(rng).__name__}")
 
 
-def as_finite_array(value, name: str, ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
+def _real_array(value, name: str) -> np.ndarray:
+    """One rule for every numeric input: real numbers (Python/numpy ints and floats, mpmath reals, or
+    arrays of them) are accepted; complex values, booleans, strings and None are refused, never cast."""
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be a real number or array of real numbers, got the string {value!r}")
     try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+        raw = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nesting and the like
         raise ValueError(f"{name} must be a real numeric array; could not convert: {exc}") from None
+    kind = raw.dtype.kind
+    if kind == "O":
+        # Fractions or mpmath reals arrive as objects: accept real numbers, refuse anything else
+        bad = next((v for v in raw.ravel() if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real)), None)
+        if bad is not None:
+            raise ValueError(f"{name} must hold real numbers only, found {bad!r} ({type(bad).__name__})")
+        kind = "f"
+    if kind == "c":
+        raise ValueError(f"{name} must be real, got a complex array (complex values are not cast to real)")
+    if kind == "b":
+        raise ValueError(f"{name} must hold real numbers, got booleans")
+    if kind not in "iuf":
+        raise ValueError(f"{name} must hold real numbers, got an array of dtype {raw.dtype}")
+    try:
+        return np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"{name} must be a real numeric array; could not convert: {exc}") from None
+
+
+def as_finite_array(value, name: str, ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
+    """``value`` as a float64 array (see :func:`_real_array` for what is accepted), finite, with ``ndim``."""
+    array = _real_array(value, name)
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else ndim
         if array.ndim not in allowed:
@@ -31,6 +57,14 @@ def as_finite_array(value, name: str, ndim: int | tuple[int, ...] | None = None)
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or infinite entries; finite values are required")
     return array
+
+
+def as_real_scalar(value, name: str) -> float:
+    """A real number (by the rule of :func:`_real_array`) as a Python float; may be inf or NaN."""
+    array = _real_array(value, name)
+    if array.ndim != 0:
+        raise ValueError(f"{name} must be a single real number, got an array of shape {array.shape}")
+    return float(array)
 
 
 def as_points(x, dim: int, name: str = "x") -> tuple[np.ndarray, bool]:
@@ -52,24 +86,29 @@ def as_training_set(X, name: str = "X", min_points: int = 1) -> np.ndarray:
     return array
 
 
-def as_positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if isinstance(value, numbers.Real) and float(value).is_integer():
-            value = int(value)
-        else:
+def as_positive_int(value, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """An integer >= ``minimum`` (integral floats such as ``10.0`` are accepted; bools and strings are not)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, numbers.Real)):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if not isinstance(value, numbers.Integral):
+        x = float(value)
+        if not (np.isfinite(x) and x.is_integer()):
             raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        value = int(x)
+    value = int(value)
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be an integer in [{minimum}, {maximum}], got {value}")
+    return value
 
 
 def as_nonnegative_float(value, name: str, allow_none: bool = False) -> float | None:
     if value is None and allow_none:
         return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a non-negative real number, got {value!r}") from None
+    if value is None:
+        raise ValueError(f"{name} must be a finite non-negative real number, got None")
+    out = as_real_scalar(value, name)
     if not np.isfinite(out) or out < 0:
         raise ValueError(f"{name} must be a finite non-negative real number, got {value!r}")
     return out

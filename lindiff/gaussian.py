@@ -19,11 +19,14 @@ __all__ = ["Gaussian", "Infinite", "kl", "w2", "hellinger"]
 class Infinite(float):
     """``float('inf')`` that carries the reason it is infinite.
 
-    Behaves exactly like ``math.inf`` in arithmetic and comparisons; ``.reason`` says why.
+    Behaves exactly like ``math.inf`` in arithmetic and comparisons; ``.reason`` says why, and survives
+    scaling or shifting by a finite number (a per-dimension KL is still an ``Infinite``).
 
     >>> x = Infinite("q is singular where p has mass")
     >>> x == float("inf"), x.reason
     (True, 'q is singular where p has mass')
+    >>> (x / 4).reason
+    'q is singular where p has mass'
     """
 
     reason: str
@@ -38,6 +41,32 @@ class Infinite(float):
 
     def __reduce__(self):
         return (Infinite, (self.reason,))
+
+    # Scaling or shifting by a finite number keeps the reason (``kl(p, q) / d`` in a table is still an
+    # Infinite, not a plain inf); anything that is not +inf afterwards (e.g. ``* 0``) is a plain float.
+    def _keep(self, value: float):
+        return Infinite(self.reason) if value == float("inf") else value
+
+    def __mul__(self, other):
+        return self._keep(float.__mul__(self, other))
+
+    def __rmul__(self, other):
+        return self._keep(float.__rmul__(self, other))
+
+    def __truediv__(self, other):
+        return self._keep(float.__truediv__(self, other))
+
+    def __add__(self, other):
+        return self._keep(float.__add__(self, other))
+
+    def __radd__(self, other):
+        return self._keep(float.__radd__(self, other))
+
+    def __sub__(self, other):
+        return self._keep(float.__sub__(self, other))
+
+    def __pos__(self):
+        return self
 
 
 class Gaussian:
@@ -92,6 +121,11 @@ class Gaussian:
 
     def __setattr__(self, name, value):
         raise AttributeError("Gaussian is immutable")
+
+    def __reduce__(self):
+        # Pickle / deepcopy through the stored state (no re-validation, no new eigh): the slots are set
+        # with object.__setattr__ because instances refuse attribute assignment.
+        return (_restore_gaussian, (self._mean, self._cov, self._eig, self._scale))
 
     @property
     def mean(self) -> np.ndarray:
@@ -202,23 +236,37 @@ class Gaussian:
         r"""Log density at the rows of ``x``.
 
         For a singular covariance this is the density with respect to Lebesgue measure on the
-        support ``mean + range(cov)`` (as scipy's ``allow_singular=True``) and ``-inf`` off it.
+        support ``mean + range(cov)`` (as scipy's ``allow_singular=True``) and ``-inf`` off it (on the
+        support when the offset is within the shared zero cut-off).  ``-inf`` also where the log-density
+        is below the float64 range.
         """
         pts, single = as_points(x, self.dim)
         eig = self._eig
         centred = (pts - self.mean) @ eig.vectors
         keep = ~eig.zero
-        maha = np.sum(centred[:, keep] ** 2 / eig.values[keep], axis=1)
+        with np.errstate(over="ignore"):  # beyond float64 the log-density is -inf (documented)
+            maha = np.sum(centred[:, keep] ** 2 / eig.values[keep], axis=1)
         out = -0.5 * (maha + eig.rank * np.log(2 * np.pi) + eig.logpdet())
         if eig.singular:
-            off = np.sqrt(np.sum(centred[:, ~keep] ** 2, axis=1))
-            scale = 1.0 + np.sqrt(np.abs(eig.values).max(initial=0.0)) + np.abs(pts).max(axis=1)
-            out = np.where(off > 1e-8 * scale, -np.inf, out)
+            # on the support when the offset is within the shared cut-off (the rule that decided the rank)
+            scale = np.abs(pts).max(axis=1) + float(np.abs(self.mean).max(initial=0.0))
+            on = _linalg.negligible_offsets(centred[:, ~keep], eig.values, scale)
+            out = np.where(on, out, -np.inf)
         return float(out[0]) if single else out
 
     def shares_basis_with(self, other: "Gaussian") -> bool:
         """True when both covariances are stored in the same eigenbasis object (fast paths)."""
         return self._eig.vectors is other._eig.vectors
+
+
+def _restore_gaussian(mean, cov, eig, scale) -> Gaussian:
+    g = object.__new__(Gaussian)
+    for array in (mean, cov, eig.values, eig.vectors, eig.zero):
+        if array is not None:
+            array.setflags(write=False)
+    for name, value in (("_mean", mean), ("_cov", cov), ("_eig", eig), ("_scale", float(scale))):
+        object.__setattr__(g, name, value)
+    return g
 
 
 def _check_pair(p: Gaussian, q: Gaussian) -> None:
@@ -230,7 +278,72 @@ def _check_pair(p: Gaussian, q: Gaussian) -> None:
 
 
 def _identical(p: Gaussian, q: Gaussian) -> bool:
-    return p is q or (np.array_equal(p.mean, q.mean) and np.array_equal(p.cov, q.cov))
+    """Bit-identical laws (the divergences are then exactly 0); O(d^2) unless a dense cov must be formed."""
+    if p is q:
+        return True
+    if not np.array_equal(p.mean, q.mean):
+        return False
+    ep, eq = p._eig, q._eig
+    if ep.vectors is eq.vectors:
+        return np.array_equal(ep.values, eq.values)
+    if np.array_equal(ep.vectors, eq.vectors) and np.array_equal(ep.values, eq.values):
+        return True
+    return np.array_equal(p.cov, q.cov)
+
+
+def _is_identity(U: np.ndarray) -> bool:
+    return _linalg.is_identity(U)
+
+
+def _law_cov(g: Gaussian) -> np.ndarray:
+    """The covariance of the law (the clipped eigendecomposition); the input matrix when nothing was clipped."""
+    if not g.singular:
+        return g.cov
+    eig = g._eig
+    cov = (eig.vectors * eig.values) @ eig.vectors.T
+    return 0.5 * (cov + cov.T)
+
+
+def _finite(value: float, what: str) -> float:
+    """A divergence whose exact value exceeds the float64 range is reported as :class:`Infinite`, never
+    as a plain ``inf``."""
+    if value == np.inf:
+        return Infinite(f"{what} exceeds the float64 range (~1.8e308)")
+    return float(value)
+
+
+def _support_mismatch(p: Gaussian, q: Gaussian, dm: np.ndarray) -> str | None:
+    """Why p and q do not live on the same affine subspace ``mean + range(cov)`` (None if they do).
+
+    Each law is its clipped eigendecomposition: ``a`` has variance off ``range(b)`` when its covariance
+    projected on ``b``'s null space exceeds ``a``'s own zero cut-off, so the decision uses the same rule
+    that decided each rank.
+    """
+    for a, b, na, nb in ((p, q, "p", "q"), (q, p, "q", "p")):
+        eb = b._eig
+        if not eb.singular:
+            continue
+        null = eb.null_basis()
+        proj = null.T @ a._eig.vectors
+        leak = (proj * a.eigenvalues) @ proj.T
+        if np.max(np.abs(leak), initial=0.0) > _linalg.cutoff(a.eigenvalues):
+            return (f"{nb} is singular (rank {b.rank} < {b.dim}) in directions where {na} has variance "
+                    f"(rank {a.rank})")
+        if not _linalg.negligible_offset(null.T @ dm, eb.values, p.mean, q.mean):
+            return f"the means differ along a direction in which {nb} has no variance"
+    if p.rank != q.rank:
+        return f"p has rank {p.rank} and q rank {q.rank}: their supports differ"
+    return None
+
+
+def _offsets_negligible(offset: np.ndarray, p: Gaussian, q: Gaussian) -> bool:
+    """A mean offset along directions where both laws have no variance is zero by both laws' resolution
+    (the stricter one decides, as in :func:`_support_mismatch`; the answer is symmetric in p and q)."""
+    return all(_linalg.negligible_offset(offset, g.eigenvalues, p.mean, q.mean) for g in (p, q))
+
+
+def _pencil(p: Gaussian, q: Gaussian, dm: np.ndarray) -> _linalg.Pencil:
+    return _linalg.pencil(p.cov, q.cov, p._eig, q._eig, dm)
 
 
 def kl(p: Gaussian, q: Gaussian) -> float:
@@ -238,12 +351,26 @@ def kl(p: Gaussian, q: Gaussian) -> float:
 
     .. math::
         \mathrm{KL} = \tfrac12\big[\operatorname{tr}(\Sigma_q^{-1}\Sigma_p) - d
-        + (\mu_q-\mu_p)^T\Sigma_q^{-1}(\mu_q-\mu_p) + \log\det\Sigma_q - \log\det\Sigma_p\big].
+        + (\mu_q-\mu_p)^T\Sigma_q^{-1}(\mu_q-\mu_p) + \log\det\Sigma_q - \log\det\Sigma_p\big]
+        = \tfrac12\Big[\sum_i (r_i - 1 - \log r_i) + \|\Sigma_q^{-1/2}(\mu_q - \mu_p)\|^2\Big],
+
+    with :math:`r_i` the generalised eigenvalues of :math:`(\Sigma_p, \Sigma_q)`.  They are computed as
+    :math:`x_i = r_i - 1`, the eigenvalues of the whitened difference
+    :math:`\Sigma_q^{-1/2}(\Sigma_p - \Sigma_q)\Sigma_q^{-1/2}` (no cancellation near :math:`p = q`), and
+    :math:`\sum_i\log r_i` from the two spectra when some :math:`r_i` are small.  Pairs far apart take a
+    cheaper route through the two cached eigendecompositions when its rounding error is provably small.
 
     Singular covariances are allowed.  The divergence is finite exactly when p and q have the same
     support (the same affine subspace ``mean + range(cov)``); it is then computed on that subspace
     with pseudo-determinants.  Otherwise an :class:`Infinite` (``inf`` with ``.reason``) is returned,
-    never NaN.  ``kl(p, p) == 0`` exactly.
+    never NaN; so is a value beyond the float64 range.  ``kl(p, p) == 0`` exactly.
+
+    Accuracy (float64, measured against 50-digit mpmath in ``tests/test_accuracy.py``, d <= 4): in a
+    shared eigenbasis, relative error below ``1e-14`` for any eigenvalues.  For dense covariances the
+    value is exact for covariances perturbed by ``O(d eps ||S||)``, so the relative error grows like
+    ``eps kappa`` (``kappa`` the larger condition number), whether the pair is far apart or nearly
+    equal (relative perturbation ``1e-8`` to ``1e-2``): measured below ``2e-14`` at ``kappa <= 100``,
+    ``2e-9`` up to ``kappa = 1e6``, ``3e-6`` at ``1e10`` and ``2.4e-4`` at ``1e12``.
 
     Examples
     --------
@@ -254,56 +381,54 @@ def kl(p: Gaussian, q: Gaussian) -> float:
     _check_pair(p, q)
     if _identical(p, q):
         return 0.0
-    d = p.dim
     dm = q.mean - p.mean
-    if p.shares_basis_with(q):
-        lp, lq = p.eigenvalues, q.eigenvalues
-        zp, zq = p._eig.zero, q._eig.zero
-        dm_u = q.eigenvectors.T @ dm
-        if np.any(zq & ~zp):
-            return Infinite(f"q is singular in {int(np.sum(zq & ~zp))} direction(s) where p has variance")
-        if np.any(zp & ~zq):
-            return Infinite(f"p is singular in {int(np.sum(zp & ~zq))} direction(s) where q has variance")
-        if np.any(zq):
-            off = dm_u[zq]
-            if np.sum(off**2) > _linalg.cutoff(lq):
-                return Infinite("the means differ along a direction in which both covariances are singular")
-        keep = ~zq
-        x = (lp[keep] - lq[keep]) / lq[keep]  # r - 1, formed without cancellation
-        value = 0.5 * (np.sum(_linalg.x_minus_log1p(x)) + np.sum(dm_u[keep] ** 2 / lq[keep]))
-        return float(max(value, 0.0))
-    eq = q._eig
-    ep = p._eig
-    if not eq.singular and not ep.singular:
+    with np.errstate(over="ignore"):
+        if p.shares_basis_with(q):
+            value = _kl_spectral(p, q, dm)
+        else:
+            value = _kl_dense(p, q, dm)
+    if isinstance(value, Infinite):
+        return value
+    return _finite(max(value, 0.0), "KL(p || q)")
+
+
+def _kl_spectral(p: Gaussian, q: Gaussian, dm: np.ndarray) -> float:
+    lp, lq = p.eigenvalues, q.eigenvalues
+    zp, zq = p._eig.zero, q._eig.zero
+    dm_u = q.eigenvectors.T @ dm
+    if np.any(zq & ~zp):
+        return Infinite(f"q is singular in {int(np.sum(zq & ~zp))} direction(s) where p has variance")
+    if np.any(zp & ~zq):
+        return Infinite(f"p is singular in {int(np.sum(zp & ~zq))} direction(s) where q has variance")
+    if np.any(zq) and not _offsets_negligible(dm_u[zq], p, q):
+        return Infinite("the means differ along a direction in which both covariances are singular")
+    keep = ~zq
+    return 0.5 * (float(np.sum(_linalg.kl_ratio_term(lp[keep], lq[keep])))
+                  + float(np.sum(dm_u[keep] ** 2 / lq[keep])))
+
+
+def _kl_dense(p: Gaussian, q: Gaussian, dm: np.ndarray) -> float:
+    if not p.singular and not q.singular:
         fast = _kl_from_eigendecompositions(p, q, dm)
         if fast is not None:
             return fast
-    if eq.singular:
-        null = eq.null_basis()
-        leak = null.T @ p.cov @ null
-        if np.max(np.abs(leak), initial=0.0) > _linalg.cutoff(eq.values):
-            return Infinite(f"q is singular (rank {eq.rank} < {d}) in directions where p has variance")
-        if np.sum((null.T @ dm) ** 2) > _linalg.cutoff(eq.values):
-            return Infinite(f"q is singular (rank {eq.rank} < {d}) and the mean of p lies off the support of q")
-    if ep.rank < eq.rank:
-        return Infinite(f"p is singular (rank {ep.rank}) on the {eq.rank}-dimensional support of q")
-    # Generalised eigenvalues r_i of (Sigma_p, Sigma_q) on q's support: KL = 1/2 sum (r - 1 - log r) + ...
-    basis = eq.range_basis()
-    lq = eq.values[~eq.zero]
-    scale = 1.0 / np.sqrt(lq)
-    whitened = (basis.T @ p.cov @ basis) * scale[:, None] * scale[None, :]
-    r_minus_1 = np.linalg.eigvalsh(whitened - np.eye(eq.rank)) if eq.rank else np.zeros(0)
-    if np.any(r_minus_1 <= -1.0 + _linalg.rcond(max(eq.rank, 1))):
-        return Infinite(f"p is singular on the {eq.rank}-dimensional support of q")
-    dm_r = basis.T @ dm
-    value = 0.5 * (float(np.sum(_linalg.x_minus_log1p(r_minus_1))) + float(np.sum(dm_r**2 / lq)))
-    return float(max(value, 0.0))
+    reason = _support_mismatch(p, q, dm)
+    if reason is not None:
+        return Infinite(reason)
+    pen = _pencil(p, q, dm)
+    x = pen.x
+    if x.size == 0 or x.min() >= -0.5:
+        div = float(np.sum(_linalg.x_minus_log1p(x)))
+    else:
+        # some r_i < 1/2: log r_i from the spectra (1 + x_i would have lost them); the value is then
+        # at least (1/2)(log 2 - 1/2), so the two sums do not cancel
+        div = float(np.sum(x)) - pen.log_det
+    return 0.5 * (div + float(np.sum(pen.mean**2)))
 
 
 def _basis_change(p: Gaussian, q: Gaussian) -> np.ndarray:
     """``U_q^T U_p`` without a product when either basis is the identity."""
     up, uq = p.eigenvectors, q.eigenvectors
-    d = p.dim
     if _is_identity(uq):
         return up
     if _is_identity(up):
@@ -311,25 +436,24 @@ def _basis_change(p: Gaussian, q: Gaussian) -> np.ndarray:
     return uq.T @ up
 
 
-def _is_identity(U: np.ndarray) -> bool:
-    return U.shape[0] <= 1 or (U[0, 0] == 1.0 and U[-1, -1] == 1.0 and np.count_nonzero(U) == U.shape[0]
-                               and np.all(np.diag(U) == 1.0))
-
-
 def _kl_from_eigendecompositions(p: Gaussian, q: Gaussian, dm: np.ndarray) -> float | None:
-    """KL for non-singular p, q from their eigendecompositions: one basis change, no new ``eigh``.
+    """KL for non-singular p, q from their cached eigendecompositions: one basis change, no new ``eigh``.
 
-    Returns None when the result is small compared with its terms (cancellation), so the caller uses
-    the generalised-eigenvalue path, which is accurate there.
+    Returns None unless the value is large compared with the rounding error of its terms (then the
+    caller uses the whitened-difference path, accurate near ``p = q``).  The bound: the trace and the
+    log-determinant ratio each carry ``~ sqrt(d) eps`` times their magnitude; we ask for 1e-10 relative.
     """
     M = _basis_change(p, q)
     lp, lq = p.eigenvalues, q.eigenvalues
     trace = float(np.sum((M * M) * (lp[None, :] / lq[:, None])))
     dmq = q.eigenvectors.T @ dm
     mean = float(np.sum(dmq**2 / lq))
-    logdet = float(np.sum(np.log(lq)) - np.sum(np.log(lp)))
-    value = 0.5 * (trace - p.dim + mean + logdet)
-    if value <= 1e-6 * (abs(trace) + p.dim + abs(logdet) + mean):
+    logdet = _linalg.log_det_ratio(lq, lp)
+    d = p.dim
+    value = 0.5 * (trace - d + mean + logdet)
+    scale = 2.0 ** np.frexp(max(float(lp.max()), float(lq.max())))[1]
+    magnitude = trace + d + mean + float(np.sum(np.abs(np.log(lp / scale))) + np.sum(np.abs(np.log(lq / scale))))
+    if not value > 4.0 * np.sqrt(d) * _linalg.EPS * magnitude * 1e10:
         return None
     return float(value)
 
@@ -339,11 +463,25 @@ def w2(p: Gaussian, q: Gaussian) -> float:
 
     .. math::
         W_2^2 = \|\mu_p - \mu_q\|^2 + \operatorname{tr}\Sigma_p + \operatorname{tr}\Sigma_q
-        - 2\operatorname{tr}\big(\Sigma_p^{1/2}\Sigma_q\Sigma_p^{1/2}\big)^{1/2}.
+        - 2\operatorname{tr}\big(\Sigma_p^{1/2}\Sigma_q\Sigma_p^{1/2}\big)^{1/2}
+        = \|\mu_p - \mu_q\|^2 + \min_{U^TU = I}\|\Sigma_p^{1/2} - \Sigma_q^{1/2}U\|_F^2 .
 
-    Finite for singular covariances; square roots via ``eigh`` with clipping.  For covariances in a
-    shared eigenbasis it is :math:`\sqrt{\|\Delta\mu\|^2 + \sum_i (\sqrt{\lambda_i} - \sqrt{\lambda'_i})^2}`
-    (Pierret & Galerne 2025).  ``w2(p, p) == 0`` exactly.
+    The covariance term is evaluated in the second form (Bhatia, Jain & Lim 2019, "On the
+    Bures–Wasserstein distance between positive definite matrices", Thm. 1), at the orthogonal polar
+    factor ``U`` of :math:`\Sigma_q^{1/2}\Sigma_p^{1/2}` (``lindiff._linalg.bures_sq``): a difference
+    formed directly, never negative, accurate also for nearly equal covariances (the trace form cancels).  Finite for
+    singular covariances; square roots via ``eigh`` with clipping.  For covariances in a shared
+    eigenbasis it is :math:`\sqrt{\|\Delta\mu\|^2 + \sum_i (\sqrt{\lambda_i} - \sqrt{\lambda'_i})^2}`
+    (Pierret & Galerne 2025), each difference of roots formed as
+    :math:`(\lambda_i - \lambda'_i)/(\sqrt{\lambda_i} + \sqrt{\lambda'_i})`.  ``w2(p, p) == 0`` exactly.
+
+    Accuracy (float64, against 50-digit mpmath in ``tests/test_accuracy.py``, d <= 4): below ``1e-14``
+    relative in a shared eigenbasis and for dense pairs far apart at any condition number up to
+    ``1e12``.  For nearly equal dense pairs (relative perturbation ``1e-8`` to ``1e-2``) it grows like
+    ``eps kappa``: below ``1e-12`` at ``kappa <= 1e4``, ``2e-10`` up to ``kappa = 1e6``, ``3e-6`` at
+    ``kappa = 1e12``.  Near singular covariances the matrix square root amplifies round-off like
+    :math:`\sqrt{\varepsilon\|S\|}`, so two float64 representations of one singular law can be
+    ``~1e-8 sqrt(||S||)`` apart.
 
     Examples
     --------
@@ -353,14 +491,26 @@ def w2(p: Gaussian, q: Gaussian) -> float:
     _check_pair(p, q)
     if _identical(p, q):
         return 0.0
-    mean_term = float(np.sum((p.mean - q.mean) ** 2))
-    if p.shares_basis_with(q):
-        cov_term = float(np.sum((np.sqrt(p.eigenvalues) - np.sqrt(q.eigenvalues)) ** 2))
-    else:
-        root = p._eig.sqrt()
-        cross = _linalg.trace_sqrt_psd(root @ q.cov @ root)
-        cov_term = float(np.trace(p.cov) + np.trace(q.cov) - 2.0 * cross)
-    return float(np.sqrt(max(mean_term + cov_term, 0.0)))
+    with np.errstate(over="ignore"):
+        mean_dist = _norm(p.mean - q.mean)
+        if p.shares_basis_with(q):
+            lp, lq = p.eigenvalues, q.eigenvalues
+            both = (lp + lq) > 0
+            root_diff = np.zeros_like(lp)
+            root_diff[both] = (lp[both] - lq[both]) / (np.sqrt(lp[both]) + np.sqrt(lq[both]))
+            cov_dist = _norm(root_diff)
+        else:
+            cov_dist = float(np.sqrt(_linalg.bures_sq(p._eig, q._eig, p.cov - q.cov)))
+    value = float(np.hypot(mean_dist, cov_dist))
+    return _finite(value, "W2(p, q)")
+
+
+def _norm(v: np.ndarray) -> float:
+    """Euclidean norm without overflow of the squares."""
+    top = float(np.max(np.abs(v), initial=0.0))
+    if top == 0.0 or not np.isfinite(top):
+        return top
+    return top * float(np.sqrt(np.sum((v / top) ** 2)))
 
 
 def hellinger(p: Gaussian, q: Gaussian) -> float:
@@ -371,8 +521,19 @@ def hellinger(p: Gaussian, q: Gaussian) -> float:
         \exp\!\big(-\tfrac18 \Delta\mu^T \bar\Sigma^{-1}\Delta\mu\big),\quad
         \bar\Sigma = \tfrac12(\Sigma_p + \Sigma_q).
 
+    Per generalised eigenvalue :math:`r_i = 1 + x_i` of :math:`(\Sigma_p, \Sigma_q)` the determinant
+    factor is :math:`(1 + x_i^2/(4(1 + x_i)))^{-1/4}` (no cancellation near equality); the :math:`x_i`
+    come from the whitened difference as in :func:`kl`, and ``H^2 = -expm1(log BC)``.
+
     Singular covariances: if p and q live on different affine subspaces they are mutually singular
     and ``H = 1``; on a common support the formula holds with pseudo-determinants.
+
+    Accuracy (float64, measured against 50-digit mpmath in ``tests/test_accuracy.py``, d <= 4): in a
+    shared eigenbasis, relative error below ``1e-14``.  For dense covariances the value is exact for
+    covariances perturbed by ``O(d eps ||S||)``: the relative error of ``H`` is below ``1e-13`` for pairs
+    far apart at any condition number up to ``1e12``; for nearly equal pairs (relative perturbation
+    ``1e-8`` to ``1e-2``) it grows like ``eps kappa``: below ``3e-14`` at ``kappa <= 100``, ``3e-10`` up
+    to ``kappa = 1e6``, ``4e-7`` at ``1e10`` and ``1e-5`` at ``1e12``.
 
     Examples
     --------
@@ -383,31 +544,51 @@ def hellinger(p: Gaussian, q: Gaussian) -> float:
     if _identical(p, q):
         return 0.0
     dm = q.mean - p.mean
-    if p.shares_basis_with(q):
-        zp, zq = p._eig.zero, q._eig.zero
-        if np.any(zp != zq):
-            return 1.0
-        dm_u = p.eigenvectors.T @ dm
-        keep = ~zq
-        lp, lq = p.eigenvalues[keep], q.eigenvalues[keep]
-        if np.any(zq) and np.sum(dm_u[zq] ** 2) > _linalg.cutoff(q.eigenvalues):
-            return 1.0
-        x = (lp - lq) / lq
-        log_bc = -0.25 * np.sum(np.log1p(x * x / (4 * (1 + x)))) - 0.25 * np.sum(dm_u[keep] ** 2 / (lp + lq))
-    else:
-        avg = _linalg.psd_eig(0.5 * (p.cov + q.cov), "average covariance")
-        if p.rank < avg.rank or q.rank < avg.rank:
-            return 1.0
-        if avg.singular and np.sum((avg.null_basis().T @ dm) ** 2) > _linalg.cutoff(avg.values):
-            return 1.0
-        basis = avg.range_basis()
-        la = avg.values[~avg.zero]
-        sq = basis.T @ q.cov @ basis
-        eq = _linalg.psd_eig(sq, "q's covariance on the common support")
-        white = eq.vectors / np.sqrt(eq.values)
-        x = np.linalg.eigvalsh(white.T @ (basis.T @ p.cov @ basis) @ white - np.eye(la.size)) if la.size else np.zeros(0)
-        dm_a = basis.T @ dm
-        log_bc = -0.25 * float(np.sum(np.log1p(x * x / (4 * (1 + x))))) - 0.125 * float(np.sum(dm_a**2 / la))
-    # per generalised eigenvalue r = 1 + x: r^{1/4} / ((1 + r)/2)^{1/2} = (1 + x^2/(4(1+x)))^{-1/4}, no cancellation
+    with np.errstate(over="ignore"):
+        if p.shares_basis_with(q):
+            zp, zq = p._eig.zero, q._eig.zero
+            if np.any(zp != zq):
+                return 1.0
+            dm_u = p.eigenvectors.T @ dm
+            keep = ~zq
+            if np.any(zq) and not _offsets_negligible(dm_u[zq], p, q):
+                return 1.0
+            lp, lq = p.eigenvalues[keep], q.eigenvalues[keep]
+            log_bc = (-0.25 * float(np.sum(_linalg.hellinger_ratio_term(lp, lq)))
+                      - 0.25 * float(np.sum(dm_u[keep] ** 2 / (lp + lq))))
+        else:
+            if _support_mismatch(p, q, dm) is not None:
+                return 1.0
+            pen = _pencil(p, q, dm)
+            x = pen.x
+            if x.size == 0 or (x.min() >= -0.5 and x.max() <= 1.0):
+                # every r in [1/2, 2]: the x_i are accurate to eps, and nothing cancels
+                det_term = float(np.sum(np.log1p(x * x / (4.0 * (1.0 + x)))))
+                log_bc = -0.25 * det_term - 0.125 * float(np.sum(pen.mean**2 / (1.0 + 0.5 * x)))
+            else:
+                log_bc = _log_bc_far(p, q, dm, pen)
     h2 = -np.expm1(min(float(log_bc), 0.0))
     return float(np.sqrt(max(h2, 0.0)))
+
+
+def _log_bc_far(p: Gaussian, q: Gaussian, dm: np.ndarray, pen: _linalg.Pencil) -> float:
+    r"""log BC when some generalised eigenvalue lies outside ``[1/2, 2]`` (then ``H^2 >= 0.03``, nothing
+    cancels): :math:`	frac14\log\det\Sigma_p + 	frac14\log\det\Sigma_q - 	frac12\log\detar\Sigma
+    - 	frac18\Delta\mu^Tar\Sigma^{-1}\Delta\mu` on the common support, each determinant from its own
+    eigendecomposition.  The whitened difference's eigenvalues carry an absolute error ``eps ||X||``,
+    which for a very large ``||X||`` would swamp the small ``r_i``; the average's own spectrum does not.
+    """
+    avg = 0.5 * (_law_cov(p) + _law_cov(q))
+    if q.singular:  # work on the common support, range(S_q)
+        basis = q._eig.range_basis()
+        avg, dm = basis.T @ avg @ basis, basis.T @ dm
+    values, vectors = np.linalg.eigh(0.5 * (avg + avg.T))
+    # the average dominates (S_p + S_q)/2 >= max(S_p, S_q)/2 on the support: clip round-off below that
+    floor = 0.5 * max(float(p.eigenvalues[~p._eig.zero].min(initial=np.inf)),
+                      float(q.eigenvalues[~q._eig.zero].min(initial=np.inf)))
+    values = np.maximum(values, floor)
+    lq = q.eigenvalues[~q._eig.zero]
+    # sum_i log((1 + r_i)^2 / (4 r_i)) = 2 [log det(avg) - log det(S_q)] - [log det(S_p) - log det(S_q)]
+    det_term = 2.0 * _linalg.log_det_ratio(values, lq) - pen.log_det
+    maha = float(np.sum((vectors.T @ dm) ** 2 / values))
+    return -0.25 * det_term - 0.125 * maha

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._validation import as_training_set
-from .gaussian import Gaussian, _is_identity
+from .gaussian import Gaussian, _is_identity, _law_cov
 from .scores import AffineModel
 
 __all__ = ["dsm_loss", "score_matching_loss", "irreducible_loss", "generalisation_gap"]
@@ -54,6 +54,8 @@ def _data_gaussian(model: AffineModel, data) -> Gaussian:
 
 def _times(model, t) -> tuple[np.ndarray, bool]:
     arr = model.process.check_time(t)
+    if arr.ndim > 1:
+        raise ValueError(f"t must be a time or a 1-D array of times, got shape {arr.shape}")
     return np.atleast_1d(arr), arr.ndim == 0
 
 
@@ -87,7 +89,7 @@ def _projected_moments(model: AffineModel, g: Gaussian) -> tuple[np.ndarray, np.
     elif _is_identity(g.eigenvectors):  # diagonal data covariance: O(d^2), no product
         cdiag = (U * U).T @ g.eigenvalues
     else:
-        cdiag = np.einsum("ij,ij->j", U, g.cov @ U)
+        cdiag = np.einsum("ij,ij->j", U, _law_cov(g) @ U)
     return cdiag, U.T @ (g.mean - sp.mean)
 
 
@@ -121,10 +123,11 @@ def dsm_loss(model: AffineModel, data, t) -> float | np.ndarray:
     else:
         out = np.empty(times.shape)
         eye = np.eye(model.dim)
+        root = g.eigenvectors * np.sqrt(g.eigenvalues)  # tr(W C W^T) = ||W C^{1/2}||_F^2 >= 0
         for i, tt in enumerate(times):
             W, b = model.affine(tt)
             resid = alpha[i] * (W @ g.mean) + b
-            out[i] = (np.sum((eye - sigma[i] * W) ** 2) + alpha[i] ** 2 * np.sum((W @ g.cov) * W)
+            out[i] = (np.sum((eye - sigma[i] * W) ** 2) + alpha[i] ** 2 * np.sum((W @ root) ** 2)
                       + resid @ resid)
     return float(out[0]) if scalar else out
 
@@ -163,20 +166,23 @@ def score_matching_loss(model: AffineModel, p0: Gaussian, t) -> float | np.ndarr
         a, s = float(model.process.alpha(tt)), float(model.process.sigma(tt))
         if s == 0:
             raise ValueError("score_matching_loss needs sigma(t) > 0; t = 0 is outside the noised process")
-        pt = model.process.marginal(p0, tt)
-        true_gain = 1.0 / pt.eigenvalues
-        if model.spectral is not None and model.spectral.basis is p0.eigenvectors:
+        # the noised law's spectrum a^2 l + s^2, formed here rather than taken from marginal(): s^2 > 0 is
+        # exact, and the shared zero cut-off would clip it where a^2 l_max exceeds it by 1e12 (then 1/0)
+        lam_t = a * a * p0.eigenvalues + s * s
+        true_gain = 1.0 / lam_t
+        U = p0.eigenvectors
+        if model.spectral is not None and model.spectral.basis is U:
             g = model._checked_gains(float(tt), a, s)
-            dm = p0.eigenvectors.T @ (a * (model.spectral.mean - p0.mean))
+            dm = U.T @ (a * (model.spectral.mean - p0.mean))
             diff = true_gain - g
-            out[i] = np.sum(diff**2 * pt.eigenvalues) + np.sum((g * dm) ** 2)
+            out[i] = np.sum(diff**2 * lam_t) + np.sum((g * dm) ** 2)
         else:
             A, c = model.score_affine(tt)
-            U = pt.eigenvectors
             # model - truth = (A + S_t^{-1}) x + c - S_t^{-1} alpha mu; its mean under p_t is A alpha mu + c.
             D = A + (U * true_gain) @ U.T
-            e = A @ pt.mean + c
-            out[i] = np.sum((D @ pt.cov) * D) + e @ e
+            e = A @ (a * p0.mean) + c
+            # tr(D S_t D^T) as ||D S_t^{1/2}||_F^2: a sum of squares, never negative by cancellation
+            out[i] = np.sum((D @ (U * np.sqrt(lam_t))) ** 2) + e @ e
     return float(out[0]) if scalar else out
 
 
@@ -190,7 +196,7 @@ def generalisation_gap(model: AffineModel, X, p0: Gaussian, t) -> float | np.nda
 
     (no subtraction of two nearly equal losses).  For the fitted model (no ridge) this is
     :math:`\alpha^2\sigma^2[\operatorname{tr}(\hat S_t^{-2}(S - \hat S)) + (\hat\mu-\mu)^T\hat S_t^{-2}(\hat\mu-\mu)]`
-    with :math:`\hat S_t = \alpha^2\hat S + \sigma^2 I` (THEORY §3; ``derivations/losses.py`` derives it).
+    with :math:`\hat S_t = \alpha^2\hat S + \sigma^2 I` (docs/theory.md#train-and-test-loss-at-the-optimum; ``derivations/losses.py`` derives it).
     """
     _check_affine(model)
     if not isinstance(p0, Gaussian):
@@ -210,5 +216,5 @@ def generalisation_gap(model: AffineModel, X, p0: Gaussian, t) -> float | np.nda
             W, b = model.affine(tt)
             r_test = alpha[i] * (W @ test.mean) + b
             r_train = alpha[i] * (W @ train.mean) + b
-            out[i] = alpha[i] ** 2 * np.sum((W @ (test.cov - train.cov)) * W) + r_test @ r_test - r_train @ r_train
+            out[i] = alpha[i] ** 2 * np.sum((W @ (_law_cov(test) - _law_cov(train))) * W) + r_test @ r_test - r_train @ r_train
     return float(out[0]) if scalar else out

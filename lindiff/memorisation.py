@@ -5,7 +5,7 @@ r"""Memorisation: copies of training points, and the times at which the exact em
 * :func:`collapse_time` — Biroli, Bonnaire, de Bortoli & Mézard (2024): the noised empirical
   distribution of N points stops resembling the noised population when the population's excess entropy
   per dimension drops to :math:`\log N / d`.  For Gaussian data (derived for lindiff; the paper's
-  normalisation is *reconstructed*, see ``notes/gaussian_closed_forms.md`` §e)
+  normalisation is *reconstructed*, see ``docs/theory.md#collapse-time``)
 
   .. math:: f(t) = \frac{1}{2d}\sum_i \log\Big(1 + \frac{\alpha_t^2\lambda_i}{\sigma_t^2}\Big) = \frac{\log N}{d},
 

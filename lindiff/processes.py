@@ -16,10 +16,13 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ._validation import as_finite_array, as_positive_float, as_positive_int
+from ._validation import as_finite_array, as_nonnegative_float, as_positive_float, as_positive_int
 from .gaussian import Gaussian
 
 __all__ = ["Process", "DDPM", "VP", "OU", "SigmaVP"]
+
+MAX_STEPS = 10**7
+"""Largest number of DDPM steps a schedule may have (its tables are O(T) arrays)."""
 
 
 @runtime_checkable
@@ -99,7 +102,9 @@ class DDPM:
     @classmethod
     def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 2e-2) -> "DDPM":
         """Ho et al.'s linear schedule: ``betas = linspace(beta_start, beta_end, T)``."""
-        T = as_positive_int(T, "T")
+        T = as_positive_int(T, "T", maximum=MAX_STEPS)
+        beta_start = as_positive_float(beta_start, "beta_start")
+        beta_end = as_positive_float(beta_end, "beta_end")
         return cls(np.linspace(beta_start, beta_end, T))
 
     @classmethod
@@ -109,7 +114,11 @@ class DDPM:
         ``alpha_bar(u) = cos^2((u + s)/(1 + s) * pi/2)`` and
         ``beta_k = min(1 - alpha_bar(k/T)/alpha_bar((k-1)/T), max_beta)``.
         """
-        T = as_positive_int(T, "T")
+        T = as_positive_int(T, "T", maximum=MAX_STEPS)
+        s = as_nonnegative_float(s, "s")
+        max_beta = as_positive_float(max_beta, "max_beta")
+        if max_beta >= 1:
+            raise ValueError(f"max_beta must lie in (0, 1), got {max_beta!r}")
         u = np.arange(T + 1) / T
         f = np.cos((u + s) / (1 + s) * np.pi / 2) ** 2
         return cls(np.minimum(1 - f[1:] / f[:-1], max_beta))

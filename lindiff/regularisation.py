@@ -11,13 +11,14 @@ Criteria: ``"test_loss"`` (time-averaged test DSM loss), ``"kl_data_to_model"`` 
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Sequence
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 
 from ._validation import as_positive_int, as_rng
-from .ensembles import spawn_seeds
+from .ensembles import run_jobs, spawn_seeds
 from .gaussian import Gaussian, kl
 from .losses import dsm_loss, generalisation_gap
 from .processes import Process
@@ -54,10 +55,11 @@ def _options(process: Process, sampler: str, sampler_options: dict) -> dict:
 
 
 def evaluate(p0: Gaussian, N: int, process: Process, ridge: float = 0.0, train_time: float | None = None,
-             sampler: str = "ddpm", repeats: int = 10, seed=0, **sampler_options) -> dict:
+             sampler: str = "ddpm", repeats: int = 10, seed=0, executor=None, **sampler_options) -> dict:
     """Mean and standard error over training sets of test loss, gap and both KLs (per dimension)."""
     opts = _options(process, sampler, sampler_options)
-    runs = [_metrics(X, p0, process, ridge, train_time, sampler, opts) for X in _sets(p0, N, repeats, seed)]
+    jobs = [partial(_metrics, X, p0, process, ridge, train_time, sampler, opts) for X in _sets(p0, N, repeats, seed)]
+    runs = run_jobs(jobs, executor, progress=False)
     out = {}
     for key in runs[0]:
         vals = np.array([r[key] for r in runs])
@@ -67,12 +69,12 @@ def evaluate(p0: Gaussian, N: int, process: Process, ridge: float = 0.0, train_t
 
 def regularisation_table(p0: Gaussian, N: int, process: Process, ridges: Sequence[float] = (),
                          train_times: Sequence[float] = (), sampler: str = "ddpm", repeats: int = 10, seed=0,
-                         **sampler_options) -> Table:
+                         executor=None, **sampler_options) -> Table:
     """Rows for each ridge and each early-stopping time (plus the unregularised fit) on common sets."""
     rows = []
     for label, ridge, tau in ([("none", 0.0, None)] + [(f"ridge {r:g}", r, None) for r in ridges]
                               + [(f"train_time {t:g}", 0.0, t) for t in train_times]):
-        m = evaluate(p0, N, process, ridge, tau, sampler, repeats, seed, **sampler_options)
+        m = evaluate(p0, N, process, ridge, tau, sampler, repeats, seed, executor, **sampler_options)
         rows.append([label, m["test_loss"], m["gap"], m["kl_data_to_model"], m["kl_model_to_data"]])
     cols = [Column("regularisation"), Column("test loss", "per dim", "time-averaged test DSM loss, mean ± s.e."),
             Column("gap", "per dim", "test - train"), Column("KL(data||law)", "nats/dim", f"exact {sampler} law per set"),
@@ -117,12 +119,12 @@ def best_train_time(p0: Gaussian, N: int, process: Process, criterion: str = "te
 
 
 def decay_table(d: int, N: int, process: Process, exponents: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 3.0),
-                sampler: str = "ddpm", repeats: int = 10, seed=0) -> Table:
+                sampler: str = "ddpm", repeats: int = 10, seed=0, executor=None) -> Table:
     r"""Spectral decay vs overfitting at fixed N, d: data :math:`\lambda_k\propto k^{-p}` (mean 1)."""
     rows = []
     for p in exponents:
         p0 = Gaussian.from_spectrum(power_law(d, p))
-        m = evaluate(p0, N, process, sampler=sampler, repeats=repeats, seed=seed)
+        m = evaluate(p0, N, process, sampler=sampler, repeats=repeats, seed=seed, executor=executor)
         rows.append([p, m["test_loss"], m["gap"], m["kl_data_to_model"], m["kl_model_to_data"]])
     cols = [Column("exponent p"), Column("test loss", "per dim"), Column("gap", "per dim"),
             Column("KL(data||law)", "nats/dim"), Column("KL(law||data)", "nats/dim")]

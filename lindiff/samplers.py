@@ -94,10 +94,10 @@ def ddpm_timesteps(T: int, steps: int, spacing: str = "leading", steps_offset: i
 
     ``linspace``: ``round(linspace(0, T-1, n))[::-1]``; ``leading``: ``arange(n) * (T // n))[::-1] +
     steps_offset``; ``trailing``: ``round(T - k T/n) - 1`` for ``k = 0..n-1`` (all 0-based, as in
-    diffusers).  lindiff computes the trailing grid in integers — ``floor((2 T (n - k) + n) / (2 n)) - 1``,
-    round half up, which is exact for every ``1 <= n <= T`` — where diffusers' float formula
-    ``np.round(np.arange(T, 0, -T/n)) - 1`` can accumulate round-off (and, for some pairs, produce
-    ``n + 1`` entries or a timestep of -1).
+    diffusers).  The trailing grid takes exactly the ``n`` entries ``k = 0..n-1`` of diffusers'
+    ``np.round(np.arange(T, 0, -T/n)) - 1``, evaluated as numpy's ``arange`` does (so ties round as in
+    diffusers); float ``arange`` can add an ``(n+1)``-th entry that rounds to timestep -1 (27,044 of the
+    500,500 pairs with ``n <= T <= 1000``), which lindiff leaves out: its grid is defined for every pair.
     """
     steps = as_positive_int(steps, "steps")
     if steps > T:
@@ -107,10 +107,11 @@ def ddpm_timesteps(T: int, steps: int, spacing: str = "leading", steps_offset: i
     elif spacing == "leading":
         ts = (np.arange(steps, dtype=np.int64) * (T // steps))[::-1] + int(steps_offset)
     elif spacing == "trailing":
-        num = T * (steps - np.arange(steps, dtype=np.int64))  # T (n - k), exact
-        fl, rem = num // steps, num % steps
-        up = (2 * rem > steps) | ((2 * rem == steps) & (fl % 2 == 1))  # round half to even
-        ts = fl + up - 1
+        # diffusers: round(arange(T, 0, -T/n)) - 1.  numpy's arange fills entry k with T + k delta, where
+        # delta = (T - T/n) - T in floats; taking exactly k = 0..n-1 keeps diffusers' values (ties
+        # included) and drops the extra element float arange can produce (T = 61, n = 7: timestep -1).
+        delta = (T + (-T / steps)) - T
+        ts = np.round(T + np.arange(steps) * delta) - 1
     else:
         raise ValueError(f"spacing must be one of {', '.join(SPACINGS)}, got {spacing!r}")
     ts = ts.astype(np.int64) + 1
@@ -896,6 +897,10 @@ _register("ode", r"""
 The exact probability-flow ODE solution: ``x_t - alpha_t m = sqrt(lambda_t/lambda_T) (x_T - alpha_T m)``
 for an exact Gaussian score (Pierret & Galerne's eq. 7); moment ODEs otherwise (as ``"sde"``).""")
 
+from ._samplers_diffusers import register as _register_diffusers  # noqa: E402 (UniPC, DEIS, PNDM, ...)
+
+_register_diffusers(_register)
+
 SAMPLERS = tuple(_REGISTRY)
 _CONTINUOUS_ONLY = tuple(s.name for s in _REGISTRY.values() if s.continuous_only) + ("sde", "ode")
 __doc__ = __doc__.replace("<<SAMPLERS>>", _sampler_docs())
@@ -1056,9 +1061,9 @@ def _initial(model: AffineModel, process: Process, init, t_start: float) -> Gaus
         if init.dim != model.dim:
             raise ValueError(f"init has dimension {init.dim} but the model has dimension {model.dim}")
         return init
-    if init == "standard":
+    if isinstance(init, str) and init == "standard":
         return None
-    if init == "exact":
+    if isinstance(init, str) and init == "exact":
         if model.data is None:
             raise ValueError("init='exact' needs the model's data distribution; this model has none (pass init=Gaussian)")
         return process.marginal(model.data, t_start)

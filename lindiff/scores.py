@@ -1,6 +1,6 @@
 r"""Score models: the exact Gaussian score, the exact empirical (mixture) score and linear denoisers.
 
-Conventions (see ``API.md``): a model predicts noise, ``eps_hat(x, t)``; its score is
+Conventions (see ``docs/theory.md#noise-score-and-data-predictions``): a model predicts noise, ``eps_hat(x, t)``; its score is
 ``-eps_hat / sigma(t)`` and its x0-prediction ``(x - sigma eps_hat) / alpha``.  An *affine* model has
 ``eps_hat(x, t) = W_t x + b_t`` and exposes ``affine(t) -> (W_t, b_t)``.
 
@@ -39,7 +39,7 @@ from ._validation import (
     as_rng,
     as_training_set,
 )
-from .gaussian import Gaussian
+from .gaussian import Gaussian, _law_cov
 from .processes import Process
 
 __all__ = [
@@ -84,9 +84,13 @@ class ScoreModel(ABC):
 
     def x0(self, x, t) -> np.ndarray:
         r"""Data prediction :math:`\hat x_0 = (x + \sigma^2\,\text{score}) / \alpha` (Tweedie)."""
-        _, a, s = self._time(t)
+        t_, a, s = self._time(t)
         pts, single = as_points(x, self.dim)
-        out = (pts + s * s * np.atleast_2d(self.score(pts, t))) / a
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            out = (pts + s * s * np.atleast_2d(self.score(pts, t))) / a
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"the x0 prediction (x - sigma eps_hat) / alpha at t={t_:g} is not representable: "
+                             f"alpha(t) = {a:.3g} (float64 underflow or overflow of the quotient); use a smaller t")
         return out[0] if single else out
 
 
@@ -138,17 +142,38 @@ class SpectralForm:
         """Per-mode ``k`` with ``x0_hat = m + U diag(k) U^T (x - alpha m)``, free of cancellation.
 
         ``k = (1 - sigma^2 g) / alpha`` with ``1 - sigma^2 g = (alpha^2 l + r + sigma^2 e^{-2 lr tau h}) / h``
-        (the last term only with a finite ``train_time``): a sum of non-negative terms.
+        (the last term only with a finite ``train_time``): a sum of non-negative terms, divided as
+        ``alpha l / h + (r + sigma^2 e^{...}) / (alpha h)`` so that an ``alpha`` below the float64 range
+        gives the limit ``k = 0`` (x0_hat = m) when the second part vanishes.  Where it does not, the
+        prediction exceeds the float64 range and a ``ValueError`` says so.
         """
-        return self.x0_fraction(t, alpha, sigma) / alpha
+        r = self.ridge_at(np.asarray(t, float))
+        extra = self._x0_extra(r, alpha, sigma)
+        h = alpha * alpha * self.eigenvalues + r + sigma * sigma
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+            safe_h = np.where(h > 0, h, 1.0)
+            first = alpha * self.eigenvalues / safe_h
+            second = np.where(extra > 0, extra / (alpha * safe_h), 0.0)
+            k = np.where(h > 0, first + second, np.float64(1.0) / np.float64(alpha))
+        if not np.all(np.isfinite(k)):
+            raise ValueError(f"the x0 prediction at t={float(t):g} exceeds the float64 range: alpha(t) = {alpha:.3g} "
+                             "and the model does not reproduce the data mean there (ridge or finite train_time)")
+        return k
+
+    def _x0_extra(self, r, alpha: float, sigma: float) -> np.ndarray:
+        """``r + sigma^2 e^{-2 lr tau h}`` (the second term only with a finite ``train_time``), per mode."""
+        extra = r + np.zeros_like(self.eigenvalues)
+        if self.train_time is not None:
+            h = alpha * alpha * self.eigenvalues + r + sigma * sigma
+            with np.errstate(under="ignore", over="ignore"):  # exp(-inf) = 0
+                extra = extra + sigma * sigma * np.exp(-2.0 * self.lr * self.train_time * h)
+        return extra
 
     def x0_fraction(self, t: float, alpha: float, sigma: float) -> np.ndarray:
         """``alpha k = 1 - sigma^2 g`` per mode (see :meth:`x0_gains`), finite also where alpha underflows to 0."""
         r = self.ridge_at(np.asarray(t, float))
-        num = alpha * alpha * self.eigenvalues + r
-        h = num + sigma * sigma
-        if self.train_time is not None:
-            num = num + sigma * sigma * np.exp(-2.0 * self.lr * self.train_time * h)
+        num = alpha * alpha * self.eigenvalues + self._x0_extra(r, alpha, sigma)
+        h = alpha * alpha * self.eigenvalues + r + sigma * sigma
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(h > 0, num / np.where(h > 0, h, 1.0), 1.0)
 
@@ -158,7 +183,11 @@ class SpectralForm:
         return self.train_time is None and not callable(self.ridge) and float(self.ridge) == 0.0
 
 
-def _undefined_score(t: float, zeros: int) -> ValueError:
+def _undefined_score(t: float, zeros: int, sigma: float = 0.0) -> ValueError:
+    if sigma > 0:
+        return ValueError(
+            f"the score's gain 1/(alpha^2 l + sigma^2 + ridge) exceeds the float64 range at t={t:g} "
+            f"(sigma(t)^2 = {sigma * sigma:.3g}) in {zeros} direction(s); evaluate at a larger t or use ridge > 0")
     return ValueError(
         f"the score is undefined at t={t:g}: sigma(t) = 0 and the model's covariance has {zeros} zero "
         "eigenvalue(s); evaluate at t > 0 (e.g. t_min > 0), or use ridge > 0 or a finite train_time"
@@ -205,21 +234,27 @@ class AffineModel(ScoreModel):
     def _checked_gains(self, t: float, a: float, s: float) -> np.ndarray:
         g = self.spectral.gains(t, a, s)
         if not np.all(np.isfinite(g)):
-            raise _undefined_score(t, int(np.sum(~np.isfinite(g))))
+            raise _undefined_score(t, int(np.sum(~np.isfinite(g))), s)
         return g
 
     # -- evaluation --------------------------------------------------------------------------------
+    def _spectral_apply(self, pts: np.ndarray, t: float, a: float, gains: np.ndarray, what: str) -> np.ndarray:
+        """``U diag(gains) U^T (x - alpha m)``; a value beyond float64 is a ValueError naming ``t``."""
+        sp = self.spectral
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = (((pts - a * sp.mean) @ sp.basis) * gains) @ sp.basis.T
+        return _finite_or_raise(out, what, t)
+
     def score(self, x, t) -> np.ndarray:
         r"""Score of the model at the rows of ``x`` and scalar time ``t``."""
         pts, single = as_points(x, self.dim)
         t_, a, s = self._time(t)
         if self.spectral is not None:
-            sp = self.spectral
-            g = self._checked_gains(t_, a, s)
-            out = -(((pts - a * sp.mean) @ sp.basis) * g) @ sp.basis.T
+            out = 0.0 - self._spectral_apply(pts, t_, a, self._checked_gains(t_, a, s), "score")  # no -0.0
         else:
             A, c = self.score_affine(t)
-            out = pts @ A.T + c
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = _finite_or_raise(pts @ A.T + c, "score", t_)
         return out[0] if single else out
 
     def x0(self, x, t) -> np.ndarray:
@@ -230,7 +265,7 @@ class AffineModel(ScoreModel):
         sp = self.spectral
         self._checked_gains(t_, a, s)
         k = sp.x0_gains(t_, a, s)
-        out = sp.mean + (((pts - a * sp.mean) @ sp.basis) * k) @ sp.basis.T
+        out = sp.mean + self._spectral_apply(pts, t_, a, k, "x0 prediction")
         return out[0] if single else out
 
     def eps(self, x, t) -> np.ndarray:
@@ -238,9 +273,18 @@ class AffineModel(ScoreModel):
         t_, a, s = self._time(t)
         if self.spectral is None:
             W, b = self._dense_affine(t_)
-            out = pts @ W.T + b
-            return out[0] if single else out
-        return super().eps(x, t)
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = _finite_or_raise(pts @ W.T + b, "noise prediction", t_)
+        else:
+            # sigma g formed before the product: eps can be representable where the score is not
+            out = self._spectral_apply(pts, t_, a, s * self._checked_gains(t_, a, s), "noise prediction")
+        return out[0] if single else out
+
+
+def _finite_or_raise(out: np.ndarray, what: str, t: float) -> np.ndarray:
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"the {what} at t={t:g} exceeds the float64 range for these x; evaluate at a larger t")
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -293,7 +337,7 @@ class EmpiricalScore(ScoreModel):
     True
     """
 
-    _CHUNK = 1 << 22  # elements of the (n, N, d) difference tensor held at once
+    _CHUNK = 1 << 21  # elements of each (n, N, d) difference tensor held at once (two are formed)
 
     def __init__(self, X, process: Process):
         self.X = as_training_set(X, "X")
@@ -307,22 +351,55 @@ class EmpiricalScore(ScoreModel):
             raise ValueError(f"t must have sigma(t) > 0 for the empirical score (it is singular at t = 0), got t={t!r}")
         return t_, a, s
 
-    def _logits(self, pts: np.ndarray, a: float, s: float) -> np.ndarray:
+    def _log_weights(self, pts: np.ndarray, a: float, s: float) -> tuple[np.ndarray, np.ndarray]:
+        r"""Shifted logits ``(n, N)`` (max 0 per row, never NaN or +inf) and the per-row shift.
+
+        Softmax weights only depend on differences of the logits :math:`-\|x - \alpha x_i\|^2/(2\sigma^2)`,
+        and forming each logit loses ``eps`` of its own magnitude, which far from the data (``|x| = 1e8``)
+        exceeds 1 and scrambles the weights.  With ``k`` the nearest centre, ``delta = x - alpha x_k`` and
+        ``D_i = x_i - x_k`` (exact differences),
+
+        .. math:: \|\delta\|^2 - \|x - \alpha x_i\|^2 = \alpha(2\delta\cdot D_i - \alpha\|D_i\|^2) =: n_i ,
+
+        whose rounding is relative to ``|delta||D_i|``, not ``|x|^2`` (duplicate points get exactly equal
+        logits).  The logits are ``(n_i - max_j n_j) / (2 sigma^2)`` and the shift
+        ``-(||delta||^2 - max_j n_j) / (2 sigma^2)`` (the largest logit; may be ``-inf`` when it underflows).
+        """
         n, N, d = pts.shape[0], self.X.shape[0], self.dim
         out = np.empty((n, N))
+        shift = np.empty(n)
         step = max(1, self._CHUNK // max(1, N * d))
         centres = a * self.X
-        for start in range(0, n, step):
-            diff = pts[start : start + step, None, :] - centres[None, :, :]
-            out[start : start + step] = -np.einsum("ijk,ijk->ij", diff, diff) / (2 * s * s)
-        return out
+        two_s2 = 2.0 * s * s
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            for start in range(0, n, step):
+                chunk = pts[start : start + step]
+                rows = np.arange(chunk.shape[0])
+                diff = chunk[:, None, :] - centres[None, :, :]
+                top = np.max(np.abs(diff), axis=(1, 2), keepdims=True)
+                top = np.where(top > 0, top, 1.0)
+                scaled = diff / top  # the nearest centre, chosen without overflow of the squares
+                k = np.argmin(np.einsum("ijk,ijk->ij", scaled, scaled), axis=1)
+                delta = diff[rows, k]
+                D = self.X[None, :, :] - self.X[k][:, None, :]
+                num = a * (2.0 * np.einsum("ik,ijk->ij", delta, D) - a * np.einsum("ijk,ijk->ij", D, D))
+                best = np.max(num, axis=1)
+                out[start : start + step] = (num - best[:, None]) / two_s2
+                near = np.einsum("ik,ik->i", delta, delta) - best  # min_i ||x - alpha x_i||^2 (>= 0 up to rounding)
+                shift[start : start + step] = -np.maximum(near, 0.0) / two_s2
+        return out, shift
 
     def weights(self, x, t) -> np.ndarray:
-        """Softmax weights ``w_i(x)`` over training points, shape (n, N) (or (N,) for one point)."""
+        """Softmax weights ``w_i(x)`` over training points, shape (n, N) (or (N,) for one point).
+
+        Finite and summing to 1 for every ``t > 0`` and every finite ``x`` (see :meth:`_log_weights`).
+        """
         pts, single = as_points(x, self.dim)
         _, a, s = self._time_positive(t)
-        logits = self._logits(pts, a, s)
-        w = np.exp(logits - logsumexp(logits, axis=1, keepdims=True))
+        logits, _ = self._log_weights(pts, a, s)
+        with np.errstate(under="ignore"):
+            w = np.exp(logits)
+        w /= np.sum(w, axis=1, keepdims=True)  # the largest term is exp(0) = 1: no 0/0
         return w[0] if single else w
 
     def x0(self, x, t) -> np.ndarray:
@@ -333,17 +410,28 @@ class EmpiricalScore(ScoreModel):
         return out[0] if single else out
 
     def score(self, x, t) -> np.ndarray:
+        """Score ``(alpha x0_hat - x) / sigma^2``; a ``ValueError`` names ``t`` if it exceeds the float64 range."""
         pts, single = as_points(x, self.dim)
-        _, a, s = self._time_positive(t)
-        out = (a * np.atleast_2d(self.x0(pts, t)) - pts) / (s * s)
+        t_, a, s = self._time_positive(t)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = (a * np.atleast_2d(self.x0(pts, t)) - pts) / (s * s)
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"the empirical score at t={t_:g} exceeds the float64 range for these x "
+                             f"(sigma(t)^2 = {s * s:.3g}); evaluate at a larger t")
         return out[0] if single else out
 
     def logpdf(self, x, t) -> np.ndarray | float:
-        r"""Log density of the mixture :math:`\frac1N\sum_i \mathcal N(x; \alpha_t x_i, \sigma_t^2 I)`."""
+        r"""Log density of the mixture :math:`\frac1N\sum_i \mathcal N(x; \alpha_t x_i, \sigma_t^2 I)`.
+
+        ``-inf`` where the log-density is below the float64 range (``x`` far from every centre
+        compared with ``sigma(t)``).
+        """
         pts, single = as_points(x, self.dim)
         _, a, s = self._time_positive(t)
-        logits = self._logits(pts, a, s)
-        out = logsumexp(logits, axis=1) - np.log(self.X.shape[0]) - 0.5 * self.dim * np.log(2 * np.pi * s * s)
+        logits, shift = self._log_weights(pts, a, s)
+        with np.errstate(under="ignore", over="ignore"):
+            out = (shift + logsumexp(logits, axis=1) - np.log(self.X.shape[0])
+                   - 0.5 * self.dim * np.log(2 * np.pi * s * s))
         return float(out[0]) if single else out
 
     def __repr__(self) -> str:
@@ -477,6 +565,10 @@ class LinearDenoiser(AffineModel):
         (ordinary least squares with intercept; the minimum-norm solution when under-determined).  The
         draws at time t come from a generator seeded by (rng, t), so the model is a fixed random
         function: the same t always gives the same weights.  As ``draws -> inf`` it tends to :meth:`fit`.
+        With ``ridge=0`` and ``N * draws > d`` the weights are *exactly* those of :meth:`fit` on the directions
+        orthogonal to the span of the centred training points (the input's component there is an exact
+        multiple of the noise), so finite P changes the model only on that span; :mod:`lindiff.variance`
+        computes the law averaged over the draws.
         """
         X = as_training_set(X, "X")
         draws = as_positive_int(draws, "draws")
@@ -512,13 +604,26 @@ class _RawFlow:
     def __call__(self, t: float):
         a, s = float(self.process.alpha(t)), float(self.process.sigma(t))
         d = self.g.dim
+        if s == 0.0:  # theta = sigma [I 0] phi(H) vanishes
+            return np.zeros((d, d)), np.zeros(d)
         r = float(self.ridge(t)) if callable(self.ridge) else self.ridge
         m = self.g.mean
+        v = a * m
+        lam, U = self.g.eigenvalues, self.g.eigenvectors
+        kappa = a * a * lam + (s * s + r)  # eigenvalues of K = a^2 C + (s^2 + r) I, all > 0
+        # H = L diag(K, 1) L^T with L = [[I, v], [0, 1]], so lambda_min(H) >= min(kappa_min, 1) / (1 + |v|)^2.
+        # Once exp(-2 lr tau lambda_min) < e^-50 the flow has reached the minimiser H^{-1}, whose first d rows
+        # are [K^{-1}, -K^{-1} v] (block inverse, exact; the same minimiser as the centred flow): this also
+        # covers Hessians whose dynamic range float64 cannot resolve (a huge ridge).
+        lower = min(float(kappa.min()), 1.0) / (1.0 + float(np.linalg.norm(v))) ** 2
+        if 2.0 * self.lr * self.train_time * lower >= 50.0:
+            W = (U * (s / kappa)) @ U.T
+            return W, -(W @ v)
         H = np.empty((d + 1, d + 1))
-        H[:d, :d] = a * a * (self.g.cov + np.outer(m, m)) + (s * s + r) * np.eye(d)
-        H[:d, d] = H[d, :d] = a * m
+        H[:d, :d] = a * a * (_law_cov(self.g) + np.outer(m, m)) + (s * s + r) * np.eye(d)
+        H[:d, d] = H[d, :d] = v
         H[d, d] = 1.0
-        phi = _linalg.relax_matrix(H, self.train_time, self.lr)
+        phi = _linalg.relax_matrix(H, self.train_time, self.lr, definite=True)
         theta = s * phi[:d, :]
         return theta[:, :d], theta[:, d]
 

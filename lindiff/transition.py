@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._validation import as_positive_int
+from ._validation import as_finite_array, as_positive_int
 from .ensembles import expected_kl, expected_kl_series, monte_carlo_over_training_sets
 from .gaussian import Gaussian, Infinite, kl
 from .losses import dsm_loss, generalisation_gap
@@ -116,9 +116,10 @@ def transition_sweep(d: int = 32, ratios: Sequence[float] = DEFAULT_RATIOS, spec
     process = DDPM.linear(1000) if process is None else process
     if sampler == "ddpm":
         sampler_options.setdefault("final_noise", True)
-    ratios = tuple(float(r) for r in ratios)
-    if not ratios or min(ratios) <= 0:
-        raise ValueError("ratios must be positive N/d values")
+    ratios_arr = as_finite_array(ratios, "ratios", ndim=1)
+    if ratios_arr.size == 0 or ratios_arr.min() <= 0:
+        raise ValueError(f"ratios must be a non-empty list of positive N/d values, got {ratios!r}")
+    ratios = tuple(float(r) for r in ratios_arr)
     Ns = tuple(max(1, int(round(r * d))) for r in ratios)
     p0 = Gaussian.from_spectrum(spectrum)
     tasks = [(p0, N, process, sampler, steps, t_min, ridge, train_time, dict(sampler_options)) for N in Ns]
@@ -159,4 +160,4 @@ def transition_table(result: TransitionResult | None = None, **kwargs) -> Table:
                f"sampler {res.sampler}")
     notes = ["KL values are per dimension; 'fit' is the Gaussian N(mu_hat, S_hat) fitted to the set (1/N covariance), "
              "'law' is the exact output law of the sampler run with the fitted linear denoiser."]
-    return Table(caption, cols, rows, notes)
+    return Table(caption, cols, rows, notes, key_columns=2)

@@ -99,3 +99,39 @@ def test_transition_sweep_shows_the_transition():
     # the exact expectation of the fitted-Gaussian KL lies within the Monte Carlo error at N = 4d
     m, se = res.summary("fit_m2d")[2]
     assert abs(m - res.exact("model_to_data")[2]) < 5 * se + 1e-12
+
+
+def _expected_kl_mpmath(d, N, direction, mean):
+    import mpmath as mp
+
+    with mp.workdps(60):
+        n = N - 1 if mean == "estimated" else N
+        eld = mp.fsum(mp.digamma(mp.mpf(n - i + 1) / 2) for i in range(1, d + 1)) + d * mp.log(mp.mpf(2) / N)
+        est = mean == "estimated"
+        if direction == "model_to_data":
+            return (mp.mpf(n) * d / N - d + (mp.mpf(d) / N if est else 0) - eld) / 2
+        return (mp.mpf(N) * d / (n - d - 1) - d + (mp.mpf(d) / (n - d - 1) if est else 0) + eld) / 2
+
+
+@pytest.mark.parametrize("direction", ["model_to_data", "data_to_model"])
+@pytest.mark.parametrize("mean", ["estimated", "known"])
+def test_expected_kl_matches_mpmath_for_every_n_including_huge(direction, mean):
+    """Issue 11 item 3: -3e-18 instead of +3e-18 at N = 1e18, OverflowError at 2**63."""
+    worst = 0.0
+    for d in (1, 3, 5, 40):
+        for N in (d + 3, d + 10, 10 * d + 7, 10**6, 10**9, 10**12, 10**15, 10**18, 2**63, 2**100):
+            value = expected_kl(d, N, direction, mean)
+            exact = _expected_kl_mpmath(d, N, direction, mean)
+            assert value > 0
+            worst = max(worst, float(abs((value - exact) / exact)))
+    assert worst < 1e-13
+    assert expected_kl(3, 10**18, "data_to_model", "known") == pytest.approx(3e-18, rel=1e-12)
+    assert expected_kl(5, 2**63) > 0
+
+
+def test_expected_kl_series_agrees_at_huge_n():
+    for direction in ("model_to_data", "data_to_model"):
+        for mean in ("estimated", "known"):
+            N = 10**15
+            assert expected_kl(7, N, direction, mean) == pytest.approx(
+                expected_kl_series(7, N, direction, mean, order=2), rel=1e-12)

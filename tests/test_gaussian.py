@@ -191,3 +191,90 @@ def test_kl_of_nearly_equal_gaussians_has_no_cancellation(rng):
         exact = sum(0.5 * ((mp.mpf(1) + mp.mpf("1e-9")) - 1 - mp.log(mp.mpf(1) + mp.mpf("1e-9"))) for _ in range(d))
     # the perturbation 1e-9 itself is rounded in float64 (relative 1e-7), hence rel=1e-6
     assert ld.kl(ps, qs) == pytest.approx(float(exact), rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Issue 11 regressions: each reproducer against a value computed independently in 50-digit mpmath.
+import mpmath_reference as mref  # noqa: E402
+
+
+def _kl_1d_exact(a, b):
+    with mp.workdps(50):
+        r = mp.mpf(a) / mp.mpf(b)
+        return (r - 1 - mp.log(r)) / 2
+
+
+def _hellinger_1d_exact(a, b):
+    with mp.workdps(50):
+        a, b = mp.mpf(a), mp.mpf(b)
+        return mp.sqrt(-mp.expm1(mp.log(a) / 4 + mp.log(b) / 4 - mp.log((a + b) / 2) / 2))
+
+
+def test_issue11_item1_kl_and_hellinger_of_far_apart_spectra():
+    U = np.eye(1)
+    p, q = ld.Gaussian.from_spectrum([1e-12], U), ld.Gaussian.from_spectrum([1e5], U)
+    assert p.shares_basis_with(q)
+    exact = _kl_1d_exact(1e-12, 1e5)
+    assert float(exact) == pytest.approx(19.0719732904494, rel=1e-14)
+    assert ld.kl(p, q) == pytest.approx(float(exact), rel=1e-14)
+    assert ld.kl(q, p) == pytest.approx(float(_kl_1d_exact(1e5, 1e-12)), rel=1e-14)
+    h = _hellinger_1d_exact(1e-12, 1e5)
+    assert float(h) == pytest.approx(0.99996, abs=1e-5)
+    assert ld.hellinger(p, q) == pytest.approx(float(h), rel=1e-14)
+    assert ld.hellinger(p, q) == ld.hellinger(q, p)
+    # the dense path gives the same values
+    pd, qd = ld.Gaussian([0.0], [[1e-12]]), ld.Gaussian([0.0], [[1e5]])
+    assert ld.kl(pd, qd) == pytest.approx(float(exact), rel=1e-14)
+    assert ld.hellinger(pd, qd) == pytest.approx(float(h), rel=1e-14)
+
+
+def test_issue11_item2_hellinger_of_a_near_singular_and_a_huge_covariance():
+    v = np.array([0.9, 0.8, 0.85, 0.82])
+    C = np.outer(v, v) + 1e-10 * np.eye(4)  # rank ~1, entries ~0.8, condition ~3e10
+    for scale in (1e12, 1e3, 1.0):
+        p, q = ld.Gaussian(np.zeros(4), C), ld.Gaussian(np.zeros(4), scale * np.eye(4))
+        exact = float(mref.hellinger(np.zeros(4), C, np.zeros(4), scale * np.eye(4)))
+        for value in (ld.hellinger(p, q), ld.hellinger(q, p)):
+            assert np.isfinite(value) and 0.0 <= value <= 1.0
+            assert value == pytest.approx(exact, rel=1e-9)
+    # exactly rank one (the other eigenvalues are round-off): different supports, H = 1 exactly
+    p = ld.Gaussian(np.zeros(4), np.outer(v, v))
+    assert p.rank == 1 and ld.hellinger(p, ld.Gaussian(np.zeros(4), 1e12 * np.eye(4))) == 1.0
+
+
+def test_issue11_item8_whatever_the_constructor_accepts_every_divergence_accepts():
+    p = ld.Gaussian([0.0, 0.0], np.diag([1e-6, 1e6]))
+    q = ld.Gaussian([0.0, 0.0], np.diag([1e7, -1e-6]))  # -1e-6 is within the cut-off: the law is diag(1e7, 0)
+    assert q.rank == 1 and q.eigenvalues.min() == 0.0
+    with mp.workdps(50):
+        exact = float(mp.sqrt((mp.sqrt(mp.mpf(1e-6)) - mp.sqrt(mp.mpf(1e7))) ** 2 + mp.mpf(1e6)))
+    assert ld.w2(p, q) == pytest.approx(exact, rel=1e-13)
+    assert ld.w2(q, p) == pytest.approx(exact, rel=1e-13)
+    for value in (ld.kl(p, q), ld.kl(q, p)):
+        assert isinstance(value, ld.Infinite) and "singular" in value.reason
+    assert ld.hellinger(p, q) == ld.hellinger(q, p) == 1.0
+    # and the score models, losses and samplers take it too
+    process = ld.VP.linear()
+    model = ld.GaussianScore(q, process)
+    assert np.all(np.isfinite(model.score([1.0, 1.0], 0.5)))
+    assert np.isfinite(ld.dsm_loss(model, q, 0.5)) and np.isfinite(ld.irreducible_loss(q, process, 0.5))
+    law = ld.sampling_law(model, process, "euler", 20, t_min=1e-3, init=q)
+    assert np.all(np.isfinite(law.cov))
+
+
+def test_w2_of_nearly_equal_covariances_is_not_lost():
+    """Issue 11: for S2 = S1 + 1e-8 E the trace form returned 0.0; the value is ~1e-8."""
+    rng = np.random.default_rng(11)
+    for cond in (1.0, 1e3, 1e6):
+        S1 = random_spd(rng, 4, cond=cond)
+        E = random_spd(rng, 4, cond=10.0)
+        E /= np.linalg.norm(E, 2)
+        S2 = S1 + 1e-8 * E
+        exact = float(mref.w2(np.zeros(4), S1, np.zeros(4), S2))
+        value = ld.w2(ld.Gaussian(np.zeros(4), S1), ld.Gaussian(np.zeros(4), S2))
+        assert value == pytest.approx(exact, rel=1e-9)
+    # two float64 representations of one law are (numerically) zero apart
+    U = np.linalg.qr(rng.standard_normal((5, 5)))[0]
+    spectral = ld.Gaussian.from_spectrum(np.logspace(0, -6, 5), U)
+    dense = ld.Gaussian(np.zeros(5), spectral.cov)
+    assert ld.w2(spectral, dense) < 1e-12

@@ -66,7 +66,7 @@ def test_score_matching_loss_matches_monte_carlo(rng):
 
 
 def test_generalisation_gap_closed_form_and_memorisation(rng):
-    """THEORY §3: gap = alpha^2 sigma^2 [tr(Sh_t^{-2}(S - S_hat)) + dmu^T Sh_t^{-2} dmu] (eps units)."""
+    """docs/theory.md#train-and-test-loss-at-the-optimum: gap = alpha^2 sigma^2 [tr(Sh_t^{-2}(S - S_hat)) + dmu^T Sh_t^{-2} dmu] (eps units)."""
     d = 6
     process = ld.DDPM.linear(1000)
     p0 = ld.Gaussian(rng.standard_normal(d), random_spd(rng, d))
@@ -97,3 +97,24 @@ def test_dsm_loss_rejects_bad_input(rng):
         ld.dsm_loss(ld.EmpiricalScore(X, process), X, 5)
     with pytest.raises(ValueError, match="integer step"):
         ld.dsm_loss(model, X, 0.5)
+
+
+def test_issue11_item6_raw_flow_with_huge_ridge_and_time():
+    """The raw-parameter flow's Hessian spans 1e300 to 1: float64 cannot resolve it by eigh."""
+    X = np.array([[1e-6, -2e-6, 3e-6]])
+    kwargs = dict(ridge=1e300, train_time=1e300)
+    raw = ld.LinearDenoiser.fit(X, ld.OU(), centred=False, **kwargs)
+    centred = ld.LinearDenoiser.fit(X, ld.OU(), centred=True, **kwargs)
+    # W = sigma / (alpha^2 l + sigma^2 + r) ~ 1e-300: the loss is d (1 - sigma W)^2 + ... = 3 to float64
+    assert ld.dsm_loss(raw, X, 1.0) == 3.0
+    assert ld.dsm_loss(centred, X, 1.0) == 3.0
+    # converged flow = the minimiser, also in a resolvable case (both parametrisations agree)
+    rng = np.random.default_rng(3)
+    Y = rng.standard_normal((4, 3)) + 2.0
+    a = ld.LinearDenoiser.fit(Y, ld.OU(), ridge=0.1, train_time=1e4, centred=False)
+    b = ld.LinearDenoiser.fit(Y, ld.OU(), ridge=0.1)
+    np.testing.assert_allclose(a.affine(0.5)[0], b.affine(0.5)[0], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(a.affine(0.5)[1], b.affine(0.5)[1], rtol=1e-12, atol=1e-15)
+    # an unconverged flow on an unresolvable Hessian is a named error, not a wrong number
+    with pytest.raises(ValueError, match="train_time"):
+        ld.dsm_loss(ld.LinearDenoiser.fit(X, ld.OU(), ridge=1e20, train_time=1e-10, centred=False), X, 1.0)

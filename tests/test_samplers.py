@@ -171,7 +171,7 @@ def test_ddim_eta_one_is_ddpm_with_posterior_variance(rng):
 
 
 def test_ddpm_close_to_identity_with_population_score():
-    """THEORY §4: per-eigenvalue map f(l) ~ l for DDPM (beta variance), floor f(0) = beta_1 with final noise."""
+    """docs/theory.md#ddpm-ancestral: per-eigenvalue map f(l) ~ l for DDPM (beta variance), floor f(0) = beta_1 with final noise."""
     process = ld.DDPM.linear(1000, 1e-4, 1e-2)
     lam = np.array([0.0, 0.1, 1.0, 10.0])
     model = ld.GaussianScore(ld.Gaussian.from_spectrum(lam), process)
@@ -333,3 +333,20 @@ def test_dpmpp_2m_is_second_order(rng):
         errs.append(ld.w2(ld.sampling_law(model, process, "dpmpp_2m", grid=grid, init="exact"), target))
     slope = np.polyfit(np.log(ks), np.log(errs), 1)[0]
     assert slope < -1.8
+
+
+def test_trailing_spacing_is_defined_for_every_pair_and_equals_diffusers_where_diffusers_is():
+    from lindiff.samplers import ddpm_timesteps
+
+    extra = 0
+    for T in range(1, 201):
+        for n in range(1, T + 1):
+            ts = ddpm_timesteps(T, n, "trailing")
+            assert len(ts) == n and ts[0] == T and ts[-1] >= 1 and np.all(np.diff(ts) < 0), (T, n)
+            diffusers = (np.round(np.arange(T, 0, -T / n)) - 1).astype(int) + 1  # its 0-based t, as 1-based steps
+            extra += len(diffusers) != n  # float arange's extra element: diffusers' timestep -1
+            assert np.array_equal(diffusers[:n], ts), (T, n)
+    assert extra > 0  # the float artefact occurs in this range, and lindiff is defined there too
+    law = ld.sampling_law(ld.GaussianScore(ld.Gaussian.standard(2), ld.DDPM.linear(1000)), ld.DDPM.linear(1000), "ddim",
+                          61, spacing="trailing")
+    assert law.rank == 2

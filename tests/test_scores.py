@@ -236,3 +236,56 @@ def test_bad_inputs_raise_named_errors():
         model.score(np.zeros(2), 11)
     with pytest.raises(TypeError, match="process"):
         ld.GaussianScore(ld.Gaussian.standard(2), "ddpm")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Issue 11 regressions (items 4, 5, 7).
+def test_issue11_item4_duplicate_points_far_away_weigh_equally():
+    model = ld.EmpiricalScore([[1.0], [1.0]], ld.OU())
+    for x in (1e6, 1e8, 1e12, -1e150):
+        w = model.weights([[x]], 1.0)
+        np.testing.assert_array_equal(w, [[0.5, 0.5]])
+        np.testing.assert_array_equal(model.x0([[x]], 1.0), [[1.0]])
+
+
+def test_empirical_weights_far_from_two_distinct_points_match_mpmath():
+    """Far from the data the weights depend on logit *differences* of size |x| |x_i - x_j| / sigma^2."""
+    X = np.array([[0.0], [1e-7]])
+    model = ld.EmpiricalScore(X, ld.OU())
+    t, x = 1.0, 1e8
+    with mp.workdps(50):
+        a_f = mp.mpf(float(ld.OU().alpha(t)))  # the float64 alpha and sigma lindiff uses
+        s2_f = mp.mpf(float(ld.OU().sigma(t))) ** 2
+        logits = [-(mp.mpf(x) - a_f * mp.mpf(xi)) ** 2 / (2 * s2_f) for xi in X[:, 0]]
+        top = max(logits)
+        e = [mp.exp(l - top) for l in logits]
+        ref = [float(v / sum(e)) for v in e]
+    np.testing.assert_allclose(model.weights([x], t), ref, rtol=1e-7)
+
+
+def test_issue11_item5_weights_finite_as_t_goes_to_zero():
+    model = ld.EmpiricalScore([[0.0]], ld.OU())
+    np.testing.assert_array_equal(model.weights([[1e6]], 1e-300), [[1.0]])
+    two = ld.EmpiricalScore([[0.0], [1.0]], ld.OU())
+    np.testing.assert_array_equal(two.weights([[0.9], [0.1]], 1e-300), [[0.0, 1.0], [1.0, 0.0]])
+    np.testing.assert_array_equal(two.weights([[0.5]], 1e-300), [[0.5, 0.5]])
+    s2 = float(ld.OU().sigma(1e-300)) ** 2
+    assert two.logpdf([0.9], 1e-300) == pytest.approx(-0.1**2 / (2 * s2), rel=1e-12)
+    assert two.logpdf([1e6], 1e-300) == -np.inf  # below the float64 range, documented
+    np.testing.assert_allclose(model.score([[1e6]], 1e-300), [[-1e6 / 2e-300]], rtol=1e-12)
+    with pytest.raises(ValueError, match="exceeds the float64 range"):
+        model.score([[1e10]], 1e-300)
+
+
+def test_issue11_item7_x0_of_a_gaussian_score_when_alpha_underflows():
+    process = ld.VP.linear(5.5e10, 1, 1)
+    assert float(process.alpha(1.0)) == 0.0  # exp(-1.4e10)
+    model = ld.GaussianScore(ld.Gaussian([0.0, 0.0], np.eye(2)), process)
+    # x0_hat = m + alpha l / (alpha^2 l + sigma^2) (x - alpha m) -> m: exactly the mean in float64
+    np.testing.assert_array_equal(model.x0([[1e-12] * 2], 1.0), [[0.0, 0.0]])
+    shifted = ld.GaussianScore(ld.Gaussian([3.0, -1.0], np.eye(2)), process)
+    np.testing.assert_array_equal(shifted.x0([[5.0, 5.0]], 1.0), [[3.0, -1.0]])
+    # with a ridge the prediction really is beyond float64 (k = r / (alpha (sigma^2 + r))): a named error
+    ridge = ld.LinearDenoiser.population(ld.Gaussian([0.0, 0.0], np.eye(2)), process, ridge=0.1)
+    with pytest.raises(ValueError, match="x0 prediction"):
+        ridge.x0([[1.0, 1.0]], 1.0)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import lindiff as ld
+import lindiff.testing  # noqa: F401
 
 P0 = ld.Gaussian.from_spectrum([1.0, 0.5])
 DDPM = ld.DDPM.linear(20)
@@ -56,9 +57,27 @@ X = P0.sample(5, 0)
     (lambda: ld.LinearDenoiser.fit(X, DDPM, ridge=-1.0), "ridge"),
     (lambda: ld.LinearDenoiser.fit(X, DDPM, lr=0.0), "lr must be a finite positive"),
     (lambda: ld.expected_kl(3, 10, direction="both"), "direction must be one of"),
-    (lambda: ld.transition_table(d=4, ratios=(0.0,), repeats=2), "ratios must be positive"),
+    (lambda: ld.transition_table(d=4, ratios=(0.0,), repeats=2), "ratios must be a non-empty list of positive"),
     (lambda: ld.Table("t", ["a"], [[1, 2]]), "every row must have 1 values"),
     (lambda: ld.Table("t", ["a"], [[1]]).render("html"), "format must be one of"),
+    # one rule for every numeric input: real numbers only; complex, bool and strings are refused, not cast
+    (lambda: ld.Gaussian([0.0, 1j], np.eye(2)), "mean must be real, got a complex array"),
+    (lambda: ld.LinearDenoiser.fit(X + 0j, DDPM), "X must be real, got a complex array"),
+    (lambda: VP.alpha(0.5 + 0j), "t must be real"),
+    (lambda: VP.alpha("1"), "t must be a real number or array of real numbers, got the string '1'"),
+    (lambda: VP.alpha(True), "t must hold real numbers, got booleans"),
+    (lambda: ld.Gaussian.from_spectrum([True, False]), "eigenvalues must hold real numbers, got booleans"),
+    (lambda: ld.DDPM(["0.1", "0.2"]), "betas must hold real numbers"),
+    (lambda: ld.sampling_law(ld.GaussianScore(P0, DDPM), DDPM, "ddim", "10"), "steps must be an integer"),
+    (lambda: ld.VP.linear("1"), "beta_min must be a real number"),
+    (lambda: ld.dsm_loss(ld.LinearDenoiser.population(P0, DDPM), P0, [[1, 1]]), "t must be a time or a 1-D array"),
+    # foreign errors before: each parameter is named
+    (lambda: ld.DDPM.linear(10, None), "beta_start must be a finite non-negative real number, got None"),
+    (lambda: ld.DDPM.linear(1e20), r"T must be an integer in \[1, 10000000\]"),
+    (lambda: ld.DDPM.cosine(10, "x"), "s must be a real number"),
+    (lambda: ld.DDPM.cosine(10, max_beta=1.0), r"max_beta must lie in \(0, 1\)"),
+    (lambda: ld.sampling_law(ld.GaussianScore(P0, DDPM), DDPM, "ddpm", init=np.eye(2)), "init must be"),
+    (lambda: ld.transition_sweep(d=3, ratios="abc"), "ratios must be a real number"),
 ])
 def test_bad_input_raises_value_error_naming_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
@@ -71,6 +90,8 @@ def test_bad_input_raises_value_error_naming_the_argument(call, match):
     (lambda: ld.LinearDenoiser.fit(X, "ddpm"), "process must be a lindiff process"),
     (lambda: ld.mc.sample(ld.GaussianScore(P0, DDPM), DDPM, "ddpm", 10, rng="seed"), "rng must be"),
     (lambda: ld.sampling_law(ld.EmpiricalScore(X, DDPM), DDPM, "ddpm"), "affine model"),
+    (lambda: ld.mc.kl(np.eye(2), P0), "p must be a lindiff.Gaussian"),
+    (lambda: ld.testing.check_sampler(None, ld.GaussianScore(P0, DDPM), "ddpm"), "run must be a callable"),
 ])
 def test_wrong_types_raise_type_error(call, match):
     with pytest.raises(TypeError, match=match):
