@@ -294,11 +294,6 @@ def _build_vp(name):
 
 # ------------------------------------------------------------------------------------------------
 # VE-state methods (Karras et al. 2022; k-diffusion; diffusers' sigma schedulers)
-def _ve_point(b: StepBuilder, combo_ve: dict, lv: _Level) -> dict:
-    """VP point at level ``lv`` from a VE-state combination (``x = alpha x_ve``)."""
-    return lc((lv.a, combo_ve))
-
-
 def _ancestral(sv: float, sv_next: float, eta: float, rho: float) -> tuple[float, float]:
     """k-diffusion's ``get_ancestral_step`` as fractions of ``sigma_ve'``: (sigma_down, sigma_up) / sigma_ve'.
 
@@ -756,8 +751,6 @@ def _build_dpmpp_sde(process, g, o):
 
 # ------------------------------------------------------------------------------------------------
 # registry entries
-_GRID_DOC = ""
-
 _register("ddpm", r"""
 Ancestral sampling, Ho et al. (2020) eq. (11), on any decreasing subsequence of times with the
 skip-step ``beta~ = 1 - alpha_bar_t / alpha_bar_prev``:
