@@ -135,7 +135,8 @@ class SpectralForm:
     def gains(self, t, alpha, sigma) -> np.ndarray:
         """Per-eigenvalue score gains ``g_t(l)``, shape ``t.shape + (d,)``; may hold ``inf``."""
         t, alpha, sigma = np.asarray(t, float), np.asarray(alpha, float), np.asarray(sigma, float)
-        h = (alpha**2)[..., None] * self.eigenvalues + (sigma**2 + self.ridge_at(t))[..., None]
+        h = np.multiply.outer(alpha * alpha, self.eigenvalues)
+        h += (sigma * sigma + self.ridge_at(t))[..., None]
         return _linalg.relax(h, self.train_time, self.lr)
 
     def x0_gains(self, t: float, alpha: float, sigma: float) -> np.ndarray:
