@@ -19,7 +19,7 @@ from .losses import dsm_loss, generalisation_gap, irreducible_loss, score_matchi
 from .processes import DDPM, OU, VP, Process, SigmaVP
 from .samplers import SAMPLERS, build_sampler, sampler_table, sampling_law
 from .scores import AffineModel, EmpiricalScore, GaussianScore, LinearDenoiser, ScoreModel, SpectralForm
-from .tables import Column, Table
+from .tables import Column, Table, Tables
 
 __version__ = "0.1.0"
 
@@ -70,6 +70,7 @@ __all__ = [
     "variance",
     # tables
     "Table",
+    "Tables",
     "Column",
     # Monte Carlo twins
     "mc",

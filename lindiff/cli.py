@@ -1,4 +1,4 @@
-"""Command line: ``lindiff transition | stability | derive | sampler`` (also ``python -m lindiff``).
+"""Command line: ``lindiff transition | stability | variance | derive | sampler | oracle`` (also ``python -m lindiff``).
 
 Every command prints exactly one document in the chosen ``--format`` (text, markdown, latex, csv, json):
 commands that make several tables print them as one JSON object, one LaTeX fragment, or, for CSV, the
@@ -333,6 +333,55 @@ def _cmd_sampler(args) -> int:
     return 0
 
 
+_ORACLE_LIBRARIES = ("diffusers", "kdiffusion")
+
+
+def _cmd_oracle(args) -> int:
+    _check_plot_path(args.plot)
+    if args.library == "kdiffusion":
+        if args.search is not None or args.precision != "float64":
+            raise CLIError("lindiff oracle kdiffusion: --search and --precision apply to diffusers only")
+        try:
+            from .adapters import _kdiffusion_conformance as kdc
+        except ImportError as exc:
+            raise CLIError(f"lindiff oracle kdiffusion needs torch: pip install 'lindiff[kdiffusion]' ({exc})") from None
+        try:
+            table = kdc.conformance(args.level, d=args.d, samplers=args.schedulers, progress=_progress(args))
+        except (ImportError, FileNotFoundError) as exc:
+            raise CLIError(f"k-diffusion's sampler module was not found ({exc}); install it with: pip install "
+                           "--no-deps k-diffusion==0.1.1.post1") from None
+        _emit(table, args)
+        if args.plot:
+            from .adapters.diffusers import plot_conformance
+
+            plot_conformance(table, args.plot)
+        return 0
+    if args.search is not None and args.search < 1:
+        raise CLIError(f"--search {args.search}: give the number of configurations to try (>= 1)")
+    try:
+        from .adapters import diffusers as adapter
+    except ImportError as exc:
+        raise CLIError(f"lindiff oracle diffusers needs torch and diffusers: pip install 'lindiff[diffusers]' ({exc})") from None
+    if args.schedulers:  # diffusers class names
+        unknown = [n for n in args.schedulers if n not in adapter.SUPPORTED]
+        if unknown:
+            raise CLIError(f"--schedulers: unknown {', '.join(unknown)}; choose from: {', '.join(adapter.SUPPORTED)}")
+    if args.search is not None:
+        from .testing.search import scheduler_configs, search_configs
+
+        space = scheduler_configs(args.schedulers) if args.schedulers else None
+        result = search_configs(space=space, max_examples=args.search, findings=args.findings, seed=args.seed,
+                                skip_known=args.new_only)
+        _emit(result.table(), args)
+        return 0
+    table = adapter.conformance(args.level, d=args.d, precision=args.precision, schedulers=args.schedulers,
+                                progress=_progress(args))
+    _emit(table, args)
+    if args.plot:
+        adapter.plot_conformance(table, args.plot)
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
@@ -464,6 +513,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DDPM/DDIM timestep spacing as in diffusers (default leading)")
     _add_output_flags(p, plot=False)
     p.set_defaults(func=_cmd_sampler)
+
+    p = sub.add_parser("oracle", help="conformance of other libraries' samplers with lindiff's exact laws",
+                       description="Runs every supported diffusers scheduler over a grid of configurations (prediction "
+                                   "types, beta schedules, spacings, sigma options, solver orders and algorithms) with a "
+                                   "linear model, probes each loop exactly (float64 by default) and prints scheduler, "
+                                   "configuration, steps, mean and covariance errors, KL, verdict (PASS / FAIL / NaN / "
+                                   "CRASH / UNDEFINED / UNSUPPORTED) and the known upstream issue. With --search, a "
+                                   "hypothesis search for failing configurations, each shrunk to a minimal one.")
+    p.add_argument("library", choices=_ORACLE_LIBRARIES,
+                   help="diffusers schedulers, or k-diffusion's samplers (kdiffusion: its published sampling module)")
+    p.add_argument("--level", choices=("quick", "standard"), default="standard",
+                   help="grid size: quick (~140 configurations) or standard (adds 61-step DDIM and two 1000-step "
+                        "DDPM loops; default)")
+    p.add_argument("--schedulers", type=lambda text: [t.strip() for t in text.split(",") if t.strip()], default=None,
+                   help="comma-separated scheduler class names (diffusers) or sampler names (kdiffusion, e.g. "
+                        "heun,lms) to restrict to (default: all supported)")
+    p.add_argument("--precision", choices=("float64", "float32"), default="float64",
+                   help="run the schedulers in float64 (tables widened; default) or float32 with a tolerance measured "
+                        "from the float64 run")
+    p.add_argument("--d", type=_bounded_int(1, "dimension"), default=3, help="dimension of the linear model (default 3)")
+    p.add_argument("--search", type=int, default=None, metavar="N",
+                   help="instead of the grid, search N random configurations for failures and shrink each")
+    p.add_argument("--findings", type=_bounded_int(1, "number of findings"), default=3,
+                   help="--search: stop after this many distinct findings (default 3)")
+    p.add_argument("--new-only", action="store_true", help="--search: skip failures a known upstream issue explains")
+    p.add_argument("--seed", type=int, default=0, help="--search: seed (default 0)")
+    _add_output_flags(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_oracle)
     return parser
 
 

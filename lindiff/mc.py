@@ -20,11 +20,13 @@ import numpy as np
 from scipy import stats
 from scipy.integrate import solve_ivp
 
+from . import _linalg
 from ._progress import Progress
 from ._validation import RNGLike, as_points, as_positive_int, as_rng, as_training_set
 from .gaussian import Gaussian
 from .processes import Process
-from .samplers import build_sampler
+from ._program import run_points
+from .samplers import _build
 from .scores import EmpiricalScore, GaussianScore, ScoreModel
 
 __all__ = ["Estimate", "sample", "moment_z_scores", "moment_p_values", "max_abs_z_threshold", "dsm_loss", "fit_linear",
@@ -96,9 +98,9 @@ def sample(model: ScoreModel, process: Process, sampler: str, n: int, rng: RNGLi
     batch_size = as_positive_int(batch_size, "batch_size")
     gen = as_rng(rng)
     if sampler == "sde":
-        prog = build_sampler(process, "euler_maruyama", sde_steps, t_min, grid=options.pop("grid", None))
+        prog = _build(process, "euler_maruyama", sde_steps, t_min, {"grid": options.pop("grid", None)}, "sample")
     else:
-        prog = build_sampler(process, sampler, steps, t_min, **options)
+        prog = _build(process, sampler, steps, t_min, options, "sample")
     out = np.empty((n, model.dim))
     batches = range(0, n, batch_size)
     work = len(batches) * max(len(prog.steps), 1)
@@ -110,17 +112,7 @@ def sample(model: ScoreModel, process: Process, sampler: str, n: int, rng: RNGLi
                 x = _integrate_ode(model, prog, x, rtol)
                 bar.update(1)
             else:
-                prev = x
-                for st in prog.steps:
-                    regs = [x, prev]
-                    for stage in st.stages:
-                        y = sum(c * r for c, r in zip(stage.inputs, regs) if c != 0)
-                        regs.append(np.atleast_2d(model.score(y, stage.t)))
-                    prev = x
-                    x = sum(c * r for c, r in zip(st.out, regs) if c != 0)
-                    if st.noise:
-                        x = x + st.noise * gen.standard_normal(x.shape)
-                    bar.update(1)
+                x = run_points(model, prog, x, gen, on_step=lambda: bar.update(1))
             out[start : start + m] = x
     return out
 
@@ -176,42 +168,69 @@ def _eigen_coordinates(samples, law: Gaussian, min_n: int):
     return (X - law.mean) @ law.eigenvectors, lam, 1e-9 * np.sqrt(scale)
 
 
-def moment_p_values(samples: np.ndarray, law: Gaussian) -> np.ndarray:
+def moment_p_values(samples: np.ndarray, law: Gaussian, *, mean_resolution: float = 0.0,
+                    variance_resolution=None) -> np.ndarray:
     r"""Exact two-sided p-values of the sample moments of Gaussian ``samples`` under ``law``.
 
     In the law's eigenbasis the coordinates are independent under the null, so each statistic has an
     exact distribution: the sample mean :math:`\bar y_j\sqrt{n/\lambda_j}\sim\mathcal N(0,1)`, the sample
-    variance :math:`(n-1)s_j^2/\lambda_j \sim\chi^2_{n-1}`, and for j < k the sample correlation's
-    :math:`t = r\sqrt{(n-2)/(1-r^2)}\sim t_{n-2}`.  Bonferroni on these p-values (reject when
-    ``min p < alpha / count``) has false-alarm probability at most alpha, with no approximation.
-    Zero-variance directions give p = 1 when they match (to 1e-9 relative) and 0 otherwise.
+    variance :math:`(n-1)s_j^2/\lambda_j \sim\chi^2_{n-1}`, and for j < k the least-squares slope
+    :math:`b` of :math:`y_k` on :math:`y_j` has :math:`(b - \beta)/\mathrm{se}(b) \sim t_{n-2}`
+    (:math:`\beta = 0` under the null; this is the usual correlation t-test).
+
+    A law computed in float64 is known only to a resolution: eigenvalues within
+    ``lindiff._linalg.cutoff`` of zero are stored as 0 (the true variance lies in ``[0, cutoff]``), and
+    a caller may widen the null further (``variance_resolution``: absolute, per eigendirection or one
+    number; ``mean_resolution``: absolute, on every coordinate of the mean).  The null then holds a
+    set of laws, :math:`|\mu_j| \le r_m`, :math:`|\Sigma_{jk} - \lambda_j\delta_{jk}| \le r_j`, and each
+    p-value is the largest over that set (for the variance :math:`2\min(F_{\chi^2}(q/(\lambda_j - r_j)),
+    1 - F_{\chi^2}(q/(\lambda_j + r_j)))`, for the mean and slope the statistic shrunk by the
+    resolution), so ``P(p <= a) <= a`` for every law in the set: Bonferroni (reject when ``min p <
+    alpha / count``) keeps its false-alarm bound alpha with no approximation.  Pairs in which a
+    direction's variance may be zero carry no correlation test.
     """
-    Y, lam, tol = _eigen_coordinates(samples, law, 4)
-    n = Y.shape[0]
-    pos = lam > 0
+    X, _ = as_points(samples, law.dim, "samples")
+    n = X.shape[0]
+    if n < 4:
+        raise ValueError("samples must hold at least 4 points to test the moments")
+    lam = law.eigenvalues
+    d = law.dim
+    Y = (X - law.mean) @ law.eigenvectors
+    # the law's own zero threshold: an eigenvalue stored as 0 may be anything in [0, cutoff]
+    floor = _linalg.cutoff(lam, getattr(law, "_scale", 0.0))
+    res = np.full(d, floor) if variance_resolution is None else np.maximum(
+        np.broadcast_to(np.asarray(variance_resolution, float), (d,)), floor)
+    rm = float(mean_resolution)
+    lo = np.maximum(lam - res, 0.0)
+    hi = lam + res
     mean = Y.mean(axis=0)
     p = []
-    # means
-    for j in range(law.dim):
-        if pos[j]:
-            p.append(2 * stats.norm.sf(abs(mean[j]) * np.sqrt(n / lam[j])))
-        else:
-            p.append(1.0 if np.max(np.abs(Y[:, j])) <= tol else 0.0)
+    for j in range(d):
+        excess = max(abs(mean[j]) - rm, 0.0)
+        # a direction with no variance at all (a degenerate law, no scale): any excess is a certain rejection
+        z = excess * np.sqrt(n / hi[j]) if hi[j] > 0 else (0.0 if excess == 0 else np.inf)
+        p.append(2 * stats.norm.sf(z))
     C = np.atleast_2d(np.cov(Y, rowvar=False, ddof=1))
-    for j in range(law.dim):
-        if pos[j]:
-            q = (n - 1) * C[j, j] / lam[j]
-            p.append(min(1.0, 2 * min(stats.chi2.cdf(q, n - 1), stats.chi2.sf(q, n - 1))))
-        else:
-            p.append(1.0 if C[j, j] <= tol * tol else 0.0)
-    for j in range(law.dim):
-        for k in range(j + 1, law.dim):
-            if not (pos[j] and pos[k]):
-                continue  # a zero-variance coordinate is already tested exactly above
-            r = C[j, k] / np.sqrt(C[j, j] * C[k, k]) if C[j, j] > 0 and C[k, k] > 0 else 0.0
-            r = min(max(r, -1.0 + 1e-15), 1.0 - 1e-15)
-            t = r * np.sqrt((n - 2) / (1 - r * r))
-            p.append(2 * stats.t.sf(abs(t), n - 2))
+    for j in range(d):
+        q = (n - 1) * C[j, j]
+        upper = stats.chi2.sf(q / hi[j], n - 1) if hi[j] > 0 else float(q == 0)
+        lower = stats.chi2.cdf(q / lo[j], n - 1) if lo[j] > 0 else 1.0
+        p.append(min(1.0, 2 * min(lower, upper)))
+    for j in range(d):
+        for k in range(j + 1, d):
+            if lo[j] <= 0 or lo[k] <= 0:
+                continue  # the direction may carry no variance: its correlation is not defined
+            a, b = (j, k) if lam[j] >= lam[k] else (k, j)  # regress the smaller on the larger
+            if C[a, a] <= 0:
+                p.append(1.0)
+                continue
+            slope = C[a, b] / C[a, a]
+            resid = max(C[b, b] - C[a, b] * slope, 0.0) * (n - 1) / (n - 2)
+            se = np.sqrt(resid / ((n - 1) * C[a, a]))
+            bound = max(res[a], res[b]) / lo[a]  # |true slope| <= |Sigma_ab| / Sigma_aa
+            excess = max(abs(slope) - bound, 0.0)
+            t = excess / se if se > 0 else (0.0 if excess == 0 else np.inf)
+            p.append(2 * stats.t.sf(t, n - 2))
     return np.asarray(p, float)
 
 

@@ -1,142 +1,90 @@
 r"""Samplers as data, and the exact law of their output for affine score models.
 
-A sampler is a list of :class:`Step` s over a decreasing time grid.  Each step evaluates the score
-at one or more *stages* and combines the results linearly, then adds isotropic Gaussian noise:
+A sampler unrolled on a time grid is a :class:`SamplerProgram`: steps that evaluate the model at
+*stages* and write a small state of *slots* (slot 0 is the point ``x``; multistep methods keep their
+history in the other slots), with Gaussian noise drawn per step and allowed to enter before a model
+evaluation.  The representation is documented in :mod:`lindiff._program`; in short, one step is
 
 .. math::
-    s_j = \text{score}\Big(c_{j0} x + \sum_{i<j} c_{ji} s_i,\; t_j\Big),\qquad
-    x_{next} = o_0 x + \sum_j o_j s_j + \nu z,\quad z\sim\mathcal N(0, I).
+    f_j = \text{model}_j\Big(\textstyle\sum_r c_{jr} R_r,\ t_j\Big),\qquad
+    S'_i = \textstyle\sum_r w_{ir} R_r,\qquad R = [S_0..S_{K-1}, z_1..z_m, f_1..f_J],
 
-Registers are ``[x, x_prev, s_1, ..., s_m]``: ``x_prev`` is the previous step's input point (used by
-multistep solvers; its coefficients are 0 otherwise).  The same coefficients serve two interpreters: :func:`lindiff.mc.sample` runs them on points for any
-score model, and :func:`sampling_law` propagates them exactly for an affine score
-``score(x, t) = A_t x + c_t``: each step becomes ``x <- M x + m + N(0, nu^2 I)``, so
-``mean <- M mean + m`` and ``cov <- M cov M^T + nu^2 I``.
+with ``model_j`` the score, the noise prediction ``eps_hat`` or the data prediction ``x0_hat``.  The
+same coefficients serve two interpreters: :func:`lindiff.mc.sample` runs them on points for any score
+model, and :func:`sampling_law` propagates them exactly for an affine model: per eigenmode the state is
+a K-dimensional affine-Gaussian recursion (O(d) per step after the model's single ``eigh``, the
+"spectral" path); general affine models take the O(d^3)-per-step "dense" path.  ``path="auto"`` picks
+the spectral path whenever it applies; the tests hold the two paths to each other.
 
-For models with a :class:`~lindiff.scores.SpectralForm` (Gaussian scores, fitted / ridge /
-early-stopped denoisers) every ``M`` is diagonal in one eigenbasis and the law costs O(d) per step
-after the model's single ``eigh`` ("spectral" path); general affine models take the O(d^3)-per-step
-"dense" path.  ``path="auto"`` picks the spectral path whenever it applies; the tests hold the two
-paths to each other.
+Every sampler runs in the process's own (variance-preserving) state ``x``.  Samplers written by their
+authors in the variance-exploding state of Karras et al. (2022) — ``x_ve = x / alpha``, noise level
+``sigma_ve = sigma / alpha`` — are converted exactly: ``x = alpha(t) x_ve``, and a noise level off the
+grid (churn, midpoints) is evaluated at the time ``t`` with ``sigma(t)/alpha(t) = sigma_ve``.  On
+:class:`~lindiff.SigmaVP` the time *is* ``sigma_ve``, so k-diffusion's and diffusers' ``sigmas`` are
+lindiff times.
 
 Samplers (``sampler=``)
 -----------------------
-``"ddpm"``
-    Ancestral sampling, Ho et al. (2020) eq. (11), on any decreasing subsequence of times with the
-    skip-step ``beta~ = 1 - alpha_bar_t / alpha_bar_prev``:
-    ``x' = (x - beta~/sqrt(1 - alpha_bar_t) eps_hat) / sqrt(1 - beta~) + nu z`` with
-    ``nu^2 = beta~`` (``variance="beta"``) or ``(1 - alpha_bar_prev)/(1 - alpha_bar_t) beta~``
-    (``"beta_tilde"``); no noise on the final step unless ``final_noise=True``.
-``"ddim"``
-    Song, Meng & Ermon (2021) eq. (12): ``x' = sqrt(alpha_bar') x0_hat + sqrt(1 - alpha_bar' - nu^2)
-    eps_hat + nu z`` with ``nu = eta sqrt((1 - alpha_bar')/(1 - alpha_bar)) sqrt(1 - alpha_bar/alpha_bar')``.
-``"euler_maruyama"``
-    Reverse SDE ``dx = [f x - g^2 score] dt + g dW`` (Song et al. 2021), VP: ``f = -beta/2, g^2 = beta``;
-    ``x' = (1 + h beta_k/2) x + h beta_k score(x, t_k) + sqrt(h beta_k) z``, ``h = t_k - t_{k+1}``.
-``"exponential_integrator"``
-    Linear part exact, score frozen at ``t_k`` (Pierret & Galerne 2025, eq. 13):
-    ``x' = E x + 2 (E - 1) score(x, t_k) + sqrt(E^2 - 1) z``, ``E = exp((B(t_k) - B(t_{k+1}))/2)``.
-``"euler"``
-    Probability-flow ODE ``dx/dt = f x - g^2/2 score``: ``x' = (1 + h beta_k/2) x + (h beta_k/2) score(x, t_k)``.
-``"heun"``
-    Heun's second-order method on the same ODE (Karras et al. 2022, Alg. 1).  A step that ends at a
-    time with ``sigma = 0`` uses Euler (as Karras et al., k-diffusion and diffusers do), because the
-    score is generally undefined there; ``heun_at_zero=True`` forces the corrector.
-``"euler_ve"``
-    Euler on the probability-flow ODE in the variance-exploding state ``x/alpha`` and noise level
-    ``sigma_ve = sigma/alpha`` (Karras et al. 2022, Alg. 1 without churn; diffusers ``EulerDiscreteScheduler``):
-    ``x'/alpha' = x/alpha + (sigma_ve' - sigma_ve) eps_hat(x, t)``.
-``"euler_ancestral"``
-    k-diffusion / diffusers ``EulerAncestralDiscreteScheduler``: with ``sigma_up = sqrt(s'^2 (s^2 - s'^2)/s^2)``,
-    ``sigma_down = sqrt(s'^2 - sigma_up^2)`` (``s = sigma_ve``),
-    ``x'/alpha' = x/alpha + (sigma_down - s) eps_hat + sigma_up z``.
-``"dpmpp_2m"``
-    DPM-Solver++(2M) (Lu et al. 2022; diffusers ``DPMSolverMultistepScheduler`` defaults: dpmsolver++,
-    midpoint): with data predictions ``D_i = (x_i + sigma_i^2 score_i)/alpha_i``, ``h = lambda' - lambda``,
-    ``lambda = log(alpha/sigma)``, ``r = h_prev/h``:
-    ``x' = (sigma'/sigma) x - alpha' (e^{-h} - 1) (D_i + (D_i - D_{i-1})/(2r))``; the first step, and the
-    last one when it ends at ``sigma = 0`` or (``lower_order_final``) when there are fewer than 15 steps,
-    are first order (DDIM).  The update uses the previous step's point, so the exact law propagates
-    the augmented state ``(x_i, x_{i-1})``.
-``"sde"`` / ``"ode"``
-    The exact continuous-time reverse SDE / probability-flow ODE from ``T`` (or the first grid time) to
-    ``t_min``.  For an exact Gaussian score (data ``N(m, S)``, per eigenvalue ``lambda_t = alpha_t^2 l +
-    sigma_t^2``) the solution map from the start time ``T`` is closed form:
-    ODE ``x_t - alpha_t m = sqrt(lambda_t/lambda_T) (x_T - alpha_T m)``;
-    SDE ``x_t - alpha_t m = (alpha_T lambda_t)/(alpha_t lambda_T) (x_T - alpha_T m) + N(0, lambda_t -
-    (alpha_T/alpha_t)^2 lambda_t^2/lambda_T)``, which from ``N(0, I)`` gives Pierret & Galerne's eqs. (7)
-    and (8).  Other affine models integrate the moment ODEs numerically (``rtol``, default 1e-10).
+<<SAMPLERS>>
 
+Grids
+-----
 Continuous samplers use a uniform grid of ``steps`` points from ``T`` down to ``t_min`` (``steps - 1``
-steps), or any decreasing ``grid=``.  On a :class:`~lindiff.DDPM` process only ``"ddpm"`` and ``"ddim"``
-exist; they run on all steps ``T, ..., 1`` (ending at ``alpha_bar_0 = 1``) unless ``steps=n`` picks
-``n`` of them with diffusers' ``spacing="leading"`` (default), ``"trailing"`` or ``"linspace"``
-(and ``steps_offset``), or ``timesteps=`` lists them (1-based steps, decreasing).
+steps), or any decreasing ``grid=``.  On a :class:`~lindiff.DDPM` process the samplers that only
+evaluate the model on the grid exist (ddpm, ddim, the VE-sigma first-order and multistep methods);
+they run on all steps ``T, ..., 1`` (ending at ``alpha_bar_0 = 1``) unless ``steps=n`` picks ``n`` of
+them with diffusers' ``spacing="leading"`` (default), ``"trailing"`` or ``"linspace"`` (and
+``steps_offset``), or ``timesteps=`` lists them (1-based steps, decreasing).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from ._program import KINDS, SamplerProgram, Stage, Step, StepBuilder, lc, run_dense, run_points, run_spectral
 from ._validation import as_finite_array, as_nonnegative_float, as_positive_int
 from .gaussian import Gaussian
-from .processes import DDPM, Process
+from .processes import DDPM, Process, SigmaVP, VP
 from .scores import AffineModel, ScoreModel
 from .tables import Column, Table
 
 __all__ = ["SAMPLERS", "Stage", "Step", "SamplerProgram", "build_sampler", "sampling_law", "sampler_table"]
 
-SAMPLERS = ("ddpm", "ddim", "euler_maruyama", "exponential_integrator", "euler", "heun", "euler_ve",
-            "euler_ancestral", "dpmpp_2m", "sde", "ode")
-_CONTINUOUS_ONLY = ("euler_maruyama", "exponential_integrator", "euler", "heun", "sde", "ode")
 SPACINGS = ("leading", "trailing", "linspace")
+GRID_OPTIONS = ("grid", "timesteps", "spacing", "steps_offset")
 
 
+# ------------------------------------------------------------------------------------------------
+# the registry
 @dataclass(frozen=True)
-class Stage:
-    """One score evaluation at time ``t`` on ``inputs . [x, x_prev, s_1, ..., s_{j-1}]``."""
-
-    t: float
-    inputs: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class Step:
-    """``x_next = out . [x, x_prev, s_1, ..., s_m] + noise * z`` after evaluating ``stages``."""
-
-    t: float
-    t_next: float
-    stages: tuple[Stage, ...]
-    out: tuple[float, ...]
-    noise: float
-
-
-@dataclass(frozen=True)
-class SamplerProgram:
-    """A sampler unrolled on a grid: the data both interpreters run."""
-
+class _Spec:
     name: str
-    process: Process
-    grid: np.ndarray
-    steps: tuple[Step, ...]
-    options: dict
+    doc: str  # reStructuredText paragraph (the update rule and its source)
+    build: Callable | None  # (process, grid, opts) -> (steps, slots); None for the continuous solutions
+    options: dict = field(default_factory=dict)  # option -> default
+    continuous_only: bool = False  # VP-state methods that need beta(t) (not defined on DDPM)
+    off_grid: bool = False  # evaluates the model at noise levels between grid points
 
-    @property
-    def t_start(self) -> float:
-        return float(self.grid[0])
 
-    @property
-    def t_end(self) -> float:
-        return float(self.grid[-1])
+_REGISTRY: dict[str, _Spec] = {}
 
-    @property
-    def uses_prev(self) -> bool:
-        """True for multistep solvers (some coefficient on ``x_prev`` is non-zero)."""
-        return any(st.out[1] != 0 or any(sg.inputs[1] != 0 for sg in st.stages) for st in self.steps)
+
+def _register(name, doc, build=None, options=None, continuous_only=False, off_grid=False):
+    _REGISTRY[name] = _Spec(name, doc.strip(), build, dict(options or {}), continuous_only, off_grid)
+
+
+def _sampler_docs() -> str:
+    out = []
+    for spec in _REGISTRY.values():
+        body = "\n".join("    " + line if line else "" for line in spec.doc.splitlines())
+        opts = ", ".join(f"``{k}={v!r}``" for k, v in spec.options.items())
+        out.append(f"``{spec.name!r}``\n{body}" + (f"\n    Options: {opts}." if opts else ""))
+    return "\n".join(out)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -145,15 +93,19 @@ def ddpm_timesteps(T: int, steps: int, spacing: str = "leading", steps_offset: i
     """diffusers' inference timesteps, converted to lindiff's 1-based steps (diffusers' t is our t+1).
 
     ``linspace``: ``round(linspace(0, T-1, n))[::-1]``; ``leading``: ``arange(n) * (T // n))[::-1] +
-    steps_offset``; ``trailing``: ``round(arange(T, 0, -T/n)) - 1`` (all 0-based, as in diffusers).
+    steps_offset``; ``trailing``: ``round(T - k T/n) - 1`` for ``k = 0..n-1`` (all 0-based, as in
+    diffusers).  The trailing grid takes exactly the ``n`` entries ``k = 0..n-1`` of diffusers'
+    ``np.round(np.arange(T, 0, -T/n)) - 1``, evaluated as numpy's ``arange`` does (so ties round as in
+    diffusers); float ``arange`` can add an ``(n+1)``-th entry that rounds to timestep -1 (27,044 of the
+    500,500 pairs with ``n <= T <= 1000``), which lindiff leaves out: its grid is defined for every pair.
     """
     steps = as_positive_int(steps, "steps")
     if steps > T:
         raise ValueError(f"steps must be at most T = {T} for a DDPM process, got {steps}")
     if spacing == "linspace":
-        ts = np.round(np.linspace(0, T - 1, steps))[::-1]
+        ts = np.round(np.linspace(0, T - 1, steps))[::-1].astype(np.int64)
     elif spacing == "leading":
-        ts = (np.arange(steps) * (T // steps))[::-1] + steps_offset
+        ts = (np.arange(steps, dtype=np.int64) * (T // steps))[::-1] + int(steps_offset)
     elif spacing == "trailing":
         # diffusers: round(arange(T, 0, -T/n)) - 1.  numpy's arange fills entry k with T + k delta, where
         # delta = (T - T/n) - T in floats; taking exactly k = 0..n-1 keeps diffusers' values (ties
@@ -198,107 +150,743 @@ def _grid(process: Process, sampler: str, steps, t_min, grid, timesteps, spacing
 
 
 # ------------------------------------------------------------------------------------------------
-# step builders (one definition per sampler)
-def _log_abar(process, t) -> float:
-    return float(process.log_alpha2(t))
+# noise levels
+class _Level:
+    """alpha, sigma and the VE noise level ``sigma_ve = sigma/alpha`` at a time, with ``log alpha`` and
+    ``log sigma_ve`` kept finite where alpha underflows (ratios between levels are taken in logs)."""
+
+    __slots__ = ("t", "a", "s", "la", "lsv", "sv")
+
+    def __init__(self, process: Process, t: float):
+        self.t = float(t)
+        self.la = 0.5 * float(process.log_alpha2(t))
+        self.a = float(process.alpha(t))
+        self.s = float(process.sigma(t))
+        self.lsv = (math.log(self.s) - self.la) if self.s > 0 else -math.inf
+        if self.a > 1e-150:
+            self.sv = self.s / self.a
+        else:
+            self.sv = math.exp(self.lsv) if self.lsv < 709.0 else math.inf
+
+    def ratio(self, other: "_Level") -> float:
+        """``alpha(other) / alpha(self)``."""
+        return math.exp(other.la - self.la)
 
 
-def _ddpm_step(process, t, t_next, last, variance, final_noise) -> Step:
-    la, la_next = _log_abar(process, t), _log_abar(process, t_next)
-    # expm1 keeps the skip-step beta accurate for tiny betas; at the last step it equals sigma^2 bitwise
-    alpha_cur = np.exp(la - la_next)
-    beta = -np.expm1(la - la_next)
-    if variance == "beta":
-        var = beta
-    elif variance == "beta_tilde":
-        var = np.expm1(la_next) / np.expm1(la) * beta
+def _time_at(process: Process, sv: float, what: str) -> float:
+    """The time at which ``sigma/alpha = sv`` (inverse of the VE noise level)."""
+    if process.discrete:
+        raise ValueError(f"{what} needs a continuous process (VP, OU, SigmaVP): it evaluates the model between DDPM steps")
+    if isinstance(process, SigmaVP):
+        t = sv
     else:
+        L = math.log1p(sv * sv)  # B(t) = log(1 + sigma_ve^2)
+        if isinstance(process, VP):
+            b0, k = process.beta_min, 0.5 * (process.beta_max - process.beta_min) / process.T
+            disc = b0 * b0 + 4.0 * k * L
+            t = L / b0 if k == 0 else 2.0 * L / (b0 + math.sqrt(max(disc, 0.0)))
+        else:  # pragma: no cover - processes with a B(t) but no closed-form inverse
+            from scipy.optimize import brentq
+
+            t = brentq(lambda u: float(process.B(u)) - L, 0.0, process.T, xtol=1e-15, rtol=4e-16)
+    if t > process.T * (1 + 1e-12):
+        raise ValueError(f"{what} evaluates the model at sigma/alpha = {sv:.6g}, above the process's maximum "
+                         f"{_Level(process, process.T).sv:.6g} (at T = {process.T:g}); use a process with a larger T")
+    return min(t, float(process.T))
+
+
+# ------------------------------------------------------------------------------------------------
+# step builders: the VP-state methods and the discrete DDPM/DDIM
+def _one_stage(t, t_next, a, c, noise, kind="score") -> Step:
+    b = StepBuilder(t, t_next, 1)
+    f = b.stage(t, {0: 1.0}, kind)
+    combo = {0: float(a), f: float(c)}
+    if noise:
+        combo[b.noise()] = float(noise)
+    b.write(0, combo)
+    return b.build()
+
+
+def _build_ddpm(process, g, o):
+    variance, final_noise = o["variance"], bool(o["final_noise"])
+    if variance not in ("beta", "beta_tilde"):
         raise ValueError(f"variance must be 'beta' or 'beta_tilde', got {variance!r}")
-    noise = 0.0 if (last and not final_noise) else float(np.sqrt(var))
-    scale = 1.0 / np.sqrt(alpha_cur)
-    # eps form: x' = (x - beta/sqrt(1-abar) eps) / sqrt(alpha_cur); eps = -sqrt(1-abar) score
-    return Step(t, t_next, (Stage(t, (1.0, 0.0)),), (scale, 0.0, scale * beta), noise)
+    steps = []
+    for k in range(len(g) - 1):
+        t, t_next = float(g[k]), float(g[k + 1])
+        last = k == len(g) - 2
+        la, la_next = float(process.log_alpha2(t)), float(process.log_alpha2(t_next))
+        # expm1 keeps the skip-step beta accurate for tiny betas; at the last step it equals sigma^2 bitwise
+        alpha_cur = np.exp(la - la_next)
+        beta = -np.expm1(la - la_next)
+        var = beta if variance == "beta" else np.expm1(la_next) / np.expm1(la) * beta
+        noise = 0.0 if (last and not final_noise) else float(np.sqrt(var))
+        scale = 1.0 / np.sqrt(alpha_cur)
+        # eps form: x' = (x - beta/sqrt(1-abar) eps) / sqrt(alpha_cur); eps = -sqrt(1-abar) score
+        steps.append(_one_stage(t, t_next, scale, scale * beta, noise))
+    return steps, ("x",)
 
 
-def _ddim_step(process, t, t_next, eta) -> Step:
-    la, la_next = _log_abar(process, t), _log_abar(process, t_next)
-    abar, abar_next = np.exp(la), np.exp(la_next)
-    sig = float(process.sigma(t))
-    nu = eta * np.sqrt(np.expm1(la_next) / np.expm1(la)) * np.sqrt(-np.expm1(la - la_next))
-    rest = -np.expm1(la_next) - nu * nu
-    if rest < -1e-12:
-        raise ValueError(f"eta={eta} makes 1 - alpha_bar' - nu^2 negative at t={t:g}; use 0 <= eta <= 1")
-    ratio = np.sqrt(abar_next / abar)
-    # x' = sqrt(abar'/abar) (x + sigma^2 score) - sqrt(1 - abar' - nu^2) sigma score + nu z
-    c = ratio * sig * sig - np.sqrt(max(rest, 0.0)) * sig
-    return Step(t, t_next, (Stage(t, (1.0, 0.0)),), (float(ratio), 0.0, float(c)), float(nu) + 0.0)
+def _build_ddim(process, g, o):
+    eta = as_nonnegative_float(o["eta"], "eta")
+    steps = []
+    for k in range(len(g) - 1):
+        t, t_next = float(g[k]), float(g[k + 1])
+        la, la_next = float(process.log_alpha2(t)), float(process.log_alpha2(t_next))
+        sig = float(process.sigma(t))
+        nu = eta * np.sqrt(np.expm1(la_next) / np.expm1(la)) * np.sqrt(-np.expm1(la - la_next))
+        rest = -np.expm1(la_next) - nu * nu
+        if rest < -1e-12:
+            raise ValueError(f"eta={eta} makes 1 - alpha_bar' - nu^2 negative at t={t:g}; use 0 <= eta <= 1")
+        ratio = np.exp(0.5 * (la_next - la))  # sqrt(alpha_bar'/alpha_bar), finite where both underflow
+        # x' = sqrt(abar'/abar) (x + sigma^2 score) - sqrt(1 - abar' - nu^2) sigma score + nu z
+        c = ratio * sig * sig - np.sqrt(max(rest, 0.0)) * sig
+        steps.append(_one_stage(t, t_next, ratio, c, float(nu) + 0.0))
+    return steps, ("x",)
 
 
-def _one_stage(t, t_next, a, c, noise) -> Step:
-    return Step(t, t_next, (Stage(t, (1.0, 0.0)),), (float(a), 0.0, float(c)), float(noise))
+def _build_vp(name):
+    def build(process, g, o):
+        steps = []
+        for k in range(len(g) - 1):
+            t, t_next = float(g[k]), float(g[k + 1])
+            h = t - t_next
+            bk = float(process.beta(t))
+            if name == "euler_maruyama":
+                steps.append(_one_stage(t, t_next, 1 + 0.5 * h * bk, h * bk, np.sqrt(h * bk)))
+            elif name == "exponential_integrator":
+                dB = float(process.B(t) - process.B(t_next))
+                steps.append(_one_stage(t, t_next, np.exp(0.5 * dB), 2 * np.expm1(0.5 * dB), np.sqrt(np.expm1(dB))))
+            elif name == "euler" or (float(process.sigma(t_next)) == 0.0 and not o.get("heun_at_zero")):
+                steps.append(_one_stage(t, t_next, 1 + 0.5 * h * bk, 0.5 * h * bk, 0.0))
+            else:  # heun
+                bn = float(process.beta(t_next))
+                # predictor x~ = x + h v(x, t_k), v = beta/2 (x + score); corrector averages v at both ends
+                b = StepBuilder(t, t_next, 1)
+                s1 = b.stage(t, {0: 1.0})
+                s2 = b.stage(t_next, {0: 1 + 0.5 * h * bk, s1: 0.5 * h * bk})
+                px, ps = 1 + 0.5 * h * bk, 0.5 * h * bk
+                b.write(0, {0: 1 + 0.25 * h * bk + 0.25 * h * bn * px, s1: 0.25 * h * bk + 0.25 * h * bn * ps, s2: 0.25 * h * bn})
+                steps.append(b.build())
+        return steps, ("x",)
+
+    return build
 
 
-def _continuous_step(process, name, t, t_next, heun_at_zero) -> Step:
-    h = t - t_next
-    bk = float(process.beta(t))
-    if name == "euler_maruyama":
-        return _one_stage(t, t_next, 1 + 0.5 * h * bk, h * bk, np.sqrt(h * bk))
-    if name == "exponential_integrator":
-        dB = float(process.B(t) - process.B(t_next))
-        return _one_stage(t, t_next, np.exp(0.5 * dB), 2 * np.expm1(0.5 * dB), np.sqrt(np.expm1(dB)))
-    if name == "euler":
-        return _one_stage(t, t_next, 1 + 0.5 * h * bk, 0.5 * h * bk, 0.0)
-    if name == "heun":
-        if float(process.sigma(t_next)) == 0.0 and not heun_at_zero:
-            return _one_stage(t, t_next, 1 + 0.5 * h * bk, 0.5 * h * bk, 0.0)
-        bn = float(process.beta(t_next))
-        # predictor x~ = x + h f(x, t_k), f = beta/2 (x + score); corrector averages f at both ends.
-        px, ps = 1 + 0.5 * h * bk, 0.5 * h * bk
-        out = (1 + 0.25 * h * bk + 0.25 * h * bn * px, 0.0, 0.25 * h * bk + 0.25 * h * bn * ps, 0.25 * h * bn)
-        return Step(t, t_next, (Stage(t, (1.0, 0.0)), Stage(t_next, (px, 0.0, ps))), out, 0.0)
-    raise AssertionError(name)  # pragma: no cover
+# ------------------------------------------------------------------------------------------------
+# VE-state methods (Karras et al. 2022; k-diffusion; diffusers' sigma schedulers)
+def _ve_point(b: StepBuilder, combo_ve: dict, lv: _Level) -> dict:
+    """VP point at level ``lv`` from a VE-state combination (``x = alpha x_ve``)."""
+    return lc((lv.a, combo_ve))
 
 
-def _ve(process, t) -> tuple[float, float, float]:
-    """(alpha, sigma, sigma_ve = sigma/alpha) at t."""
-    a, s = float(process.alpha(t)), float(process.sigma(t))
-    return a, s, s / a
+def _ancestral(sv: float, sv_next: float, eta: float, rho: float) -> tuple[float, float]:
+    """k-diffusion's ``get_ancestral_step`` as fractions of ``sigma_ve'``: (sigma_down, sigma_up) / sigma_ve'.
+
+    ``sigma_up = min(sigma', eta sqrt(sigma'^2 (sigma^2 - sigma'^2) / sigma^2))``,
+    ``sigma_down = sqrt(sigma'^2 - sigma_up^2)``; with ``rho = sigma'/sigma`` both are ``sigma'`` times
+    ``u = min(1, eta sqrt(1 - rho^2))`` and ``sqrt(1 - u^2)``.
+    """
+    if not eta:
+        return 1.0, 0.0
+    u = min(1.0, eta * math.sqrt(max(1.0 - rho * rho, 0.0)))
+    return math.sqrt(max(1.0 - u * u, 0.0)), u
 
 
-def _euler_ve_step(process, t, t_next) -> Step:
-    # x'/a' = x/a + (s_ve' - s_ve) eps_hat, eps_hat = -sigma score
-    a, s, sv = _ve(process, t)
-    a2, _, sv2 = _ve(process, t_next)
-    return _one_stage(t, t_next, a2 / a, -a2 * (sv2 - sv) * s, 0.0)
+def _build_euler_ancestral(process, g, o):
+    eta = as_nonnegative_float(o["eta"], "eta")
+    s_noise = as_nonnegative_float(o["s_noise"], "s_noise")
+    steps = []
+    for k in range(len(g) - 1):
+        lv, ln = _Level(process, g[k]), _Level(process, g[k + 1])
+        r = lv.ratio(ln)
+        rho = math.exp(ln.lsv - lv.lsv) if ln.s > 0 else 0.0
+        down, up = _ancestral(lv.sv, ln.sv, eta, rho)
+        # x_ve' = x_ve + (sigma_down - sigma) eps_hat + s_noise sigma_up z, times alpha'
+        noise = s_noise * ln.s * up if ln.s > 0 else 0.0
+        steps.append(_one_stage(lv.t, ln.t, r, ln.s * down - lv.s * r, noise, "eps"))
+    return steps, ("x",)
 
 
-def _euler_ancestral_step(process, t, t_next, last, final_noise) -> Step:
-    a, s, sv = _ve(process, t)
-    a2, _, sv2 = _ve(process, t_next)
-    up = np.sqrt(sv2 * sv2 * (sv * sv - sv2 * sv2) / (sv * sv))
-    down = np.sqrt(max(sv2 * sv2 - up * up, 0.0))
-    noise = 0.0 if (last and sv2 == 0.0 and not final_noise) else a2 * up
-    return _one_stage(t, t_next, a2 / a, -a2 * (down - sv) * s, noise)
+# ------------------------------------------------------------------------------------------------
+# DPM-Solver multistep family (Lu et al. 2022a, 2022b; diffusers DPMSolverMultistepScheduler; k-diffusion)
+def _phi(k: int, z: float) -> float:
+    r""":math:`\varphi_k(z) = \int_0^1 e^{(1-\theta) z}\theta^{k-1}/(k-1)!\,d\theta` (``phi_0 = e^z``),
+    by its Taylor series for ``|z| < 1`` (no cancellation) and the recurrence
+    ``phi_{k+1}(z) = (phi_k(z) - 1/k!) / z`` otherwise."""
+    if k == 0:
+        return math.exp(z)
+    if abs(z) < 1.0:
+        term, total, n = 1.0 / math.factorial(k), 0.0, 0
+        while True:
+            total += term
+            n += 1
+            term *= z / (n + k)
+            if abs(term) < 1e-18 * abs(total) or n > 60:
+                return total + term
+    if math.isinf(z):
+        return 0.0 if z < 0 else math.inf
+    v = math.expm1(z) / z
+    for j in range(1, k):
+        v = (v - 1.0 / math.factorial(j)) / z
+    return v
 
 
-def _dpmpp_2m_step(process, t_prev, t, t_next, order: int) -> Step:
-    a, s, sv = _ve(process, t)
-    a2, s2, sv2 = _ve(process, t_next)
-    # e^{-h} = sigma_ve'/sigma_ve (h = lambda' - lambda, lambda = -log sigma_ve); D_i = (x + s^2 score)/a
-    emh = sv2 / sv
-    c = -a2 * (emh - 1.0)  # coefficient on the data-prediction combination
-    ratio = s2 / s
-    if order == 1:
-        # x' = (s'/s) x + c D_i
-        return Step(t, t_next, (Stage(t, (1.0, 0.0)),), (ratio + c / a, 0.0, c * s * s / a), 0.0)
-    ap, sp_, svp = _ve(process, t_prev)
-    h = np.log(sv / sv2)
-    r = np.log(svp / sv) / h
-    k0, k1 = c * (1 + 0.5 / r), -c * 0.5 / r  # on D_i and D_{i-1}
-    out = (ratio + k0 / a, k1 / ap, k0 * s * s / a, k1 * sp_ * sp_ / ap)
-    return Step(t, t_next, (Stage(t, (1.0, 0.0)), Stage(t_prev, (0.0, 1.0))), out, 0.0)
+ALGORITHMS = ("dpmsolver++", "dpmsolver", "sde-dpmsolver++", "sde-dpmsolver")
 
 
+def _dpm_order(i: int, n: int, max_order: int, final_zero: bool, o: dict) -> int:
+    if o["schedule"] == "kdiffusion":
+        return 1 if final_zero and i == n - 1 else min(i + 1, max_order)
+    lof = i == n - 1 and (o["euler_at_final"] or (o["lower_order_final"] and n < 15) or final_zero)
+    los = i == n - 2 and o["lower_order_final"] and n < 15
+    if max_order == 1 or i == 0 or lof:
+        return 1
+    if max_order == 2 or i == 1 or los:
+        return 2
+    return 3
+
+
+def _build_dpm_multistep(process, g, o):
+    r"""One step of order ``p`` from ``s = t_i`` to ``t = t_{i+1}``, ``h = lambda_t - lambda_s`` with
+    ``lambda = -log sigma_ve``; model outputs ``m_j`` (data predictions for the ``++`` types, noise
+    predictions otherwise) at ``t_i, t_{i-1}, t_{i-2}``; ``D_0 = m_0``,
+    ``D_1 = (m_0 - m_1)/r_0`` (order 2) or ``D_1 = D_{1,0} + r_0 (D_{1,0} - D_{1,1})/(r_0 + r_1)``,
+    ``D_2 = (D_{1,0} - D_{1,1})/(r_0 + r_1)`` (order 3), ``r_k = h_k / h``.
+
+    ``++`` (eta = 0 ODE, 1 SDE, or k-diffusion's continuous eta): with ``H = (1 + eta) h``,
+    ``x' = (sigma_t/sigma_s) e^{-eta h} x + alpha_t sum_k H phi_{k+1}(-H) D_k + s_noise sigma_t sqrt(1 - e^{-2 eta h}) z``.
+    Noise predictions (zeta = 1 ODE, 2 SDE):
+    ``x' = (alpha_t/alpha_s) x - zeta sigma_t sum_k h phi_{k+1}(h) D_k + sigma_t sqrt(e^{2h} - 1) z`` (SDE).
+    ``solver_type="midpoint"`` replaces the ``D_1`` weight of order 2 by half the ``D_0`` weight.
+    """
+    order = o["solver_order"]
+    if order not in (1, 2, 3):
+        raise ValueError(f"solver_order must be 1, 2 or 3, got {order!r}")
+    algo = o["algorithm_type"]
+    if algo not in ALGORITHMS:
+        raise ValueError(f"algorithm_type must be one of {ALGORITHMS}, got {algo!r}")
+    solver_type = o["solver_type"]
+    if solver_type not in ("midpoint", "heun"):
+        raise ValueError(f"solver_type must be 'midpoint' or 'heun', got {solver_type!r}")
+    data_pred = algo.endswith("++")
+    sde = algo.startswith("sde")
+    if o["eta"] is None:
+        eta = 1.0 if sde else 0.0
+    else:
+        eta = as_nonnegative_float(o["eta"], "eta")
+        if (not sde and eta != 0.0) or (algo == "sde-dpmsolver" and eta != 1.0):
+            raise ValueError(f"eta={eta:g} is not available for algorithm_type={algo!r}: the ODE types have eta = 0, "
+                             "'sde-dpmsolver' has eta = 1; only 'sde-dpmsolver++' takes any eta >= 0")
+    s_noise = as_nonnegative_float(o["s_noise"], "s_noise")
+    levels = [_Level(process, t) for t in g]
+    n = len(g) - 1
+    final_zero = levels[-1].s == 0.0
+    fst = o["final_sigmas_type"]
+    if fst is not None:
+        if fst not in ("zero", "sigma_min"):
+            raise ValueError(f"final_sigmas_type must be 'zero', 'sigma_min' or None, got {fst!r}")
+        if (fst == "zero") != final_zero:
+            raise ValueError(f"final_sigmas_type={fst!r} but the grid ends at sigma = {levels[-1].s:g}; "
+                             "a 'zero' grid ends at a time with sigma = 0 (e.g. append t = 0), a 'sigma_min' grid before it")
+    K = order
+    slots = ("x",) + tuple(("D" if data_pred else "eps") + ("_prev" if j == 1 else f"_prev{j}") for j in range(1, K))
+    steps = []
+    # history: per slot j (1..K-1), the time level of the stored output and its log-scale (0: the output
+    # itself; log alpha: alpha times the output, stored where alpha underflows)
+    hist: list[tuple[_Level, float] | None] = [None] * K
+    for i in range(n):
+        ls, lt = levels[i], levels[i + 1]
+        p = _dpm_order(i, n, order, final_zero, o)
+        b = StepBuilder(ls.t, lt.t, K)
+        b.note = f"order {p}"
+        if data_pred and ls.a <= 1e-150:
+            f = b.stage(ls.t, {0: 1.0}, "ax0")
+            fscale = ls.la
+        else:
+            f = b.stage(ls.t, {0: 1.0}, "x0" if data_pred else "eps")
+            fscale = 0.0
+        h = (ls.lsv - lt.lsv) if lt.s > 0 else math.inf
+        # m_0, m_1, m_2 as (register, level, log-scale)
+        outs = [(f, ls, fscale)] + [(j, hist[j][0], hist[j][1]) for j in range(1, K) if hist[j] is not None]
+        if data_pred:
+            H = (1.0 + eta) * h
+            rho = math.exp(lt.lsv - ls.lsv) if lt.s > 0 else 0.0  # e^{-h}
+            x_coef = (lt.s / ls.s) * (rho**eta if eta else 1.0)
+            w = [-math.expm1(-H) if math.isfinite(H) else 1.0]  # H phi_1(-H) = 1 - e^{-H}
+            if p >= 2:
+                w.append(0.5 * w[0] if (solver_type == "midpoint" and p == 2) else H * _phi(2, -H))
+            if p >= 3:
+                w.append(H * _phi(3, -H))
+            noise = s_noise * lt.s * math.sqrt(-math.expm1(-2.0 * eta * h)) if (eta and lt.s > 0) else 0.0
+            sign, unit = 1.0, lt.la  # + alpha_t sum w_k D_k
+        else:
+            zeta = 2.0 if sde else 1.0
+            r_a = ls.ratio(lt)
+            x_coef = r_a
+            if math.isfinite(h):
+                e1 = h * _phi(1, h)  # e^h - 1
+                w = [zeta * e1]
+                if p >= 2:
+                    w.append(zeta * (0.5 * e1 if solver_type == "midpoint" and p == 2 else h * _phi(2, h)))
+                if p >= 3:
+                    w.append(zeta * h * _phi(3, h))
+                noise = s_noise * lt.s * math.sqrt(math.expm1(2.0 * h)) if sde else 0.0
+                wscale = lt.s
+            else:  # final sigma = 0: sigma_t (e^h - 1) -> alpha_t sigma_ve(s) (first order only)
+                w = [zeta * ls.sv]
+                noise = s_noise * lt.a * ls.sv if sde else 0.0  # sigma_t sqrt(e^{2h} - 1) -> alpha_t sigma_ve(s)
+                wscale = lt.a
+            sign = -1.0
+        # D_k in terms of the outputs m_0..m_{p-1}
+        Dk: list[dict] = [{0: 1.0}]  # over output indices
+        if p >= 2:
+            r0 = (outs[1][1].lsv - ls.lsv) / h  # h_0 / h, h_0 = lambda_s0 - lambda_s1
+        if p == 2:
+            Dk.append({0: 1.0 / r0, 1: -1.0 / r0})
+        elif p == 3:
+            r1 = (outs[2][1].lsv - outs[1][1].lsv) / h  # h_1 / h
+            d10 = {0: 1.0 / r0, 1: -1.0 / r0}
+            d11 = {1: 1.0 / r1, 2: -1.0 / r1}
+            D1 = lc((1.0 + r0 / (r0 + r1), d10), (-r0 / (r0 + r1), d11))
+            D2 = lc((1.0 / (r0 + r1), d10), (-1.0 / (r0 + r1), d11))
+            Dk += [D1, D2]
+        coef_out: dict[int, float] = {}
+        for wk, D in zip(w, Dk):
+            for j, c in D.items():
+                coef_out[j] = coef_out.get(j, 0.0) + wk * c
+        combo = {0: x_coef}
+        for j, c in coef_out.items():
+            reg, lvl, lscale = outs[j]
+            if data_pred:
+                factor = math.exp(lt.la - lscale)  # alpha_t / scale of the stored output
+            else:
+                factor = wscale
+            combo[reg] = combo.get(reg, 0.0) + sign * c * factor
+        if noise:
+            combo[b.noise()] = noise
+        b.write(0, combo)
+        # shift the history: slot 1 <- m_0, slot j <- slot j-1
+        for j in range(K - 1, 0, -1):
+            b.write(j, {f: 1.0} if j == 1 else {j - 1: 1.0})
+        hist = ([None, (ls, fscale)] + hist[1 : K - 1])[:K]
+        steps.append(b.build())
+    return steps, slots
+
+
+# ------------------------------------------------------------------------------------------------
+# Karras et al. (2022) and k-diffusion: churn, Heun, DPM-Solver-2, LMS, DPM-Solver++ (2S, SDE)
+def _normal_levels(name: str, *levels: _Level) -> None:
+    for lv in levels:
+        if not lv.a > 1e-150:
+            raise ValueError(f"sampler {name!r} works in the VE state x/alpha, and alpha(t) = {lv.a:.3g} underflows at "
+                             f"t = {lv.t:g}; start the grid at a smaller time (T or grid[0])")
+
+
+_CHURN = {"s_churn": 0.0, "s_tmin": 0.0, "s_tmax": math.inf, "s_noise": 1.0}
+
+
+def _churn_gamma(o: dict, sv: float, n_steps: int) -> float:
+    """Karras et al. (2022) Alg. 2: ``gamma = min(S_churn / N, sqrt(2) - 1)`` on ``[S_tmin, S_tmax]``, else 0."""
+    s_churn = as_nonnegative_float(o["s_churn"], "s_churn")
+    s_tmin = as_nonnegative_float(o["s_tmin"], "s_tmin")
+    s_tmax = float(o["s_tmax"])
+    if not (s_tmax >= 0):
+        raise ValueError(f"s_tmax must be a non-negative number (inf allowed), got {o['s_tmax']!r}")
+    return min(s_churn / n_steps, math.sqrt(2.0) - 1.0) if s_tmin <= sv <= s_tmax else 0.0
+
+
+class _VE:
+    """Write a VE-state step: combinations are of ``x_ve`` units, registers of the VP state.
+
+    ``pt(combo, lv)`` is the VP point ``alpha(lv) * combo`` (the model input at level lv) and
+    ``x(c)`` the combination ``c x_ve = (c / alpha_t) x``."""
+
+    def __init__(self, b: StepBuilder, lv: _Level):
+        self.b, self.lv = b, lv
+
+    def x(self, c: float = 1.0) -> dict:
+        return {0: c / self.lv.a}
+
+    def eps(self, combo_ve: dict, lv: _Level) -> int:
+        return self.b.stage(lv.t, lc((lv.a, combo_ve)), "eps")
+
+    def x0(self, combo_ve: dict, lv: _Level) -> int:
+        return self.b.stage(lv.t, lc((lv.a, combo_ve)), "x0")
+
+    def write(self, combo_ve: dict, ln: _Level) -> None:
+        self.b.write(0, lc((ln.a, combo_ve)))
+
+
+def _churned(ve: _VE, process, o, n_steps, name):
+    """x_hat = x + s_noise sqrt(s_hat^2 - s^2) z at s_hat = s (1 + gamma); returns (x_hat combo, level of s_hat)."""
+    lv = ve.lv
+    gamma = _churn_gamma(o, lv.sv, n_steps)
+    s_noise = as_nonnegative_float(o["s_noise"], "s_noise")
+    xh = ve.x()
+    if gamma > 0:
+        sh = lv.sv * (1.0 + gamma)
+        lh = _Level(process, _time_at(process, sh, f"s_churn={o['s_churn']:g} (sampler {name!r})"))
+        if s_noise:
+            xh = lc((1.0, xh), (s_noise * lv.sv * math.sqrt(gamma * (2.0 + gamma)), ve.b.noise()))
+        return xh, lh, sh, gamma
+    return xh, lv, lv.sv, 0.0
+
+
+def _build_churn_family(name: str):
+    def build(process, g, o):
+        n = len(g) - 1
+        if o.get("churn_at", "noised") not in ("noised", "start"):
+            raise ValueError(f"churn_at must be 'noised' (Karras Alg. 2, k-diffusion) or 'start' (diffusers), got {o['churn_at']!r}")
+        steps = []
+        for k in range(n):
+            lv, ln = _Level(process, g[k]), _Level(process, g[k + 1])
+            if name == "euler_ve" and not _churn_gamma(o, lv.sv, n):
+                # no churn on this step: the underflow-safe Euler form (alpha ratios in logs)
+                r = lv.ratio(ln)
+                steps.append(_one_stage(lv.t, ln.t, r, ln.s - lv.s * r, 0.0, "eps"))
+                continue
+            _normal_levels(name, lv)
+            b = StepBuilder(lv.t, ln.t, 1)
+            ve = _VE(b, lv)
+            xh, lh, sh, gamma = _churned(ve, process, o, n, name)
+            if gamma:
+                b.note = f"churn gamma={gamma:.4g}"
+            if name == "euler_ve" and o["churn_at"] == "start":
+                e1 = ve.eps(ve.x(), lv)  # diffusers: the model sees x_i at sigma_i, the noise is added after
+            else:
+                e1 = ve.eps(xh, lh)
+            if name == "euler_ve" or ln.s == 0.0:
+                ve.write(lc((1.0, xh), (ln.sv - sh, e1)), ln)  # Euler (also the last step of Heun / DPM-2 to sigma = 0)
+            elif name == "heun_ve":
+                x2 = lc((1.0, xh), (ln.sv - sh, e1))
+                e2 = ve.eps(x2, ln)
+                ve.write(lc((1.0, xh), (0.5 * (ln.sv - sh), e1), (0.5 * (ln.sv - sh), e2)), ln)
+            else:  # dpm_2: midpoint in log sigma
+                s_mid = math.exp(0.5 * (math.log(sh) + math.log(ln.sv)))
+                lm = _Level(process, _time_at(process, s_mid, f"sampler {name!r}"))
+                x2 = lc((1.0, xh), (s_mid - sh, e1))
+                e2 = ve.eps(x2, lm)
+                ve.write(lc((1.0, xh), (ln.sv - sh, e2)), ln)
+            steps.append(b.build())
+        return steps, ("x",)
+
+    return build
+
+
+def _build_dpm_2_ancestral(process, g, o):
+    eta = as_nonnegative_float(o["eta"], "eta")
+    s_noise = as_nonnegative_float(o["s_noise"], "s_noise")
+    steps = []
+    for k in range(len(g) - 1):
+        lv, ln = _Level(process, g[k]), _Level(process, g[k + 1])
+        _normal_levels("dpm_2_ancestral", lv)
+        b = StepBuilder(lv.t, ln.t, 1)
+        ve = _VE(b, lv)
+        rho = ln.sv / lv.sv
+        down, up = _ancestral(lv.sv, ln.sv, eta, rho)
+        s_down, s_up = ln.sv * down, ln.sv * up
+        e1 = ve.eps(ve.x(), lv)
+        if s_down == 0.0:  # Euler to sigma_down = 0; k-diffusion adds no noise on this branch
+            ve.write(lc((1.0, ve.x()), (-lv.sv, e1)), ln)
+        else:
+            s_mid = math.exp(0.5 * (math.log(lv.sv) + math.log(s_down)))
+            lm = _Level(process, _time_at(process, s_mid, "sampler 'dpm_2_ancestral'"))
+            e2 = ve.eps(lc((1.0, ve.x()), (s_mid - lv.sv, e1)), lm)
+            out = lc((1.0, ve.x()), (s_down - lv.sv, e2))
+            if s_up and s_noise:
+                out = lc((1.0, out), (s_noise * s_up, b.noise()))
+            ve.write(out, ln)
+        steps.append(b.build())
+    return steps, ("x",)
+
+
+def lms_coefficients(sigmas: Sequence[float], i: int, order: int) -> list[float]:
+    r"""Linear multistep weights in sigma: ``c_j = int_{s_i}^{s_{i+1}} prod_{k != j} (tau - s_{i-k}) /
+    (s_{i-j} - s_{i-k}) d tau`` for ``j = 0..order-1`` (Lagrange basis through the last ``order`` noise
+    levels, integrated over the step).
+
+    The polynomial is built in ``u = tau - s_i`` and integrated exactly (``numpy.polynomial``), not by
+    adaptive quadrature as k-diffusion does (``scipy.integrate.quad`` with ``epsrel=1e-4``, which is
+    exact for these low-degree polynomials up to round-off).
+
+    >>> [round(c, 12) for c in lms_coefficients([3.0, 2.0, 1.0], 1, 2)]  # Adams-Bashforth 2: h (3/2, -1/2)
+    [-1.5, 0.5]
+    """
+    from numpy.polynomial import polynomial as P
+
+    s = [float(v) for v in sigmas]
+    if order - 1 > i:
+        raise ValueError(f"order {order} is too high for step {i}")
+    h = s[i + 1] - s[i]
+    out = []
+    for j in range(order):
+        roots = [s[i - k] - s[i] for k in range(order) if k != j]
+        denom = math.prod(s[i - j] - s[i - k] for k in range(order) if k != j)
+        poly = P.polyint(P.polyfromroots(roots) if roots else np.array([1.0]))
+        out.append(float(P.polyval(h, poly) - P.polyval(0.0, poly)) / denom)
+    return out
+
+
+def _build_lms(process, g, o):
+    order = o["order"]
+    if order not in (1, 2, 3, 4):
+        raise ValueError(f"order must be 1, 2, 3 or 4, got {order!r}")
+    levels = [_Level(process, t) for t in g]
+    sv = [lv.sv for lv in levels]
+    K = order
+    slots = ("x",) + tuple("eps_prev" + ("" if j == 1 else str(j)) for j in range(1, K))
+    steps = []
+    for i in range(len(g) - 1):
+        lv, ln = levels[i], levels[i + 1]
+        _normal_levels("lms", lv)
+        b = StepBuilder(lv.t, ln.t, K)
+        ve = _VE(b, lv)
+        d = ve.eps(ve.x(), lv)  # k-diffusion's d = (x - D)/sigma is the noise prediction
+        p = min(i + 1, order)
+        b.note = f"order {p}"
+        c = lms_coefficients(sv, i, p)
+        ve.write(lc((1.0, ve.x()), (c[0], d), *[(c[j], j) for j in range(1, p)]), ln)
+        for j in range(K - 1, 0, -1):
+            b.write(j, {d: 1.0} if j == 1 else {j - 1: 1.0})
+        steps.append(b.build())
+    return steps, slots
+
+
+def _build_dpmpp_2s_ancestral(process, g, o):
+    eta = as_nonnegative_float(o["eta"], "eta")
+    s_noise = as_nonnegative_float(o["s_noise"], "s_noise")
+    steps = []
+    for k in range(len(g) - 1):
+        lv, ln = _Level(process, g[k]), _Level(process, g[k + 1])
+        _normal_levels("dpmpp_2s_ancestral", lv)
+        b = StepBuilder(lv.t, ln.t, 1)
+        ve = _VE(b, lv)
+        down, up = _ancestral(lv.sv, ln.sv, eta, ln.sv / lv.sv)
+        s_down, s_up = ln.sv * down, ln.sv * up
+        D = ve.x0(ve.x(), lv)
+        if s_down == 0.0:  # Euler: x + (0 - s) (x - D)/s = D
+            out = {D: 1.0}
+        else:
+            # t = -log s, h = log(s/s_down), midpoint s_mid = exp(-(t + h/2)) = sqrt(s s_down)
+            s_mid = math.exp(0.5 * (math.log(lv.sv) + math.log(s_down)))
+            lm = _Level(process, _time_at(process, s_mid, "sampler 'dpmpp_2s_ancestral'"))
+            x2 = lc((s_mid / lv.sv, ve.x()), (-(s_mid / lv.sv - 1.0), D))  # (sigma_s/sigma_t) x - expm1(-h r) D
+            D2 = ve.x0(x2, lm)
+            out = lc((s_down / lv.sv, ve.x()), (-(s_down / lv.sv - 1.0), D2))
+        if ln.s > 0 and s_up and s_noise:
+            out = lc((1.0, out), (s_noise * s_up, b.noise()))
+        ve.write(out, ln)
+        steps.append(b.build())
+    return steps, ("x",)
+
+
+def _build_dpmpp_sde(process, g, o):
+    eta = as_nonnegative_float(o["eta"], "eta")
+    s_noise = as_nonnegative_float(o["s_noise"], "s_noise")
+    r = float(o["r"])
+    if not 0.0 < r <= 1.0:
+        raise ValueError(f"r must lie in (0, 1], got {o['r']!r}")
+    if o["noise"] not in ("independent", "brownian"):
+        raise ValueError(f"noise must be 'independent' or 'brownian', got {o['noise']!r}")
+    fac = 1.0 / (2.0 * r)
+    steps = []
+    for k in range(len(g) - 1):
+        lv, ln = _Level(process, g[k]), _Level(process, g[k + 1])
+        _normal_levels("dpmpp_sde", lv)
+        b = StepBuilder(lv.t, ln.t, 1)
+        ve = _VE(b, lv)
+        D = ve.x0(ve.x(), lv)
+        if ln.s == 0.0:
+            ve.write({D: 1.0}, ln)
+            steps.append(b.build())
+            continue
+        s = lv.sv
+        s_mid = math.exp((1.0 - r) * math.log(s) + r * math.log(ln.sv))  # sigma(t + r h)
+        lm = _Level(process, _time_at(process, s_mid, "sampler 'dpmpp_sde'"))
+        d1, u1 = _ancestral(s, s_mid, eta, s_mid / s)
+        sd1, su1 = s_mid * d1, s_mid * u1
+        d2, u2 = _ancestral(s, ln.sv, eta, ln.sv / s)
+        sd2, su2 = ln.sv * d2, ln.sv * u2
+        z1 = z2 = None
+        if s_noise and su1:
+            z1 = b.noise()
+        if s_noise and su2:
+            z2 = b.noise()
+        # step 1: x_2 = (sd/s) x - expm1(log(sd/s)) D + s_noise su z_1
+        x2 = lc((sd1 / s, ve.x()), (-(sd1 / s - 1.0), D))
+        if z1 is not None:
+            x2 = lc((1.0, x2), (s_noise * su1, z1))
+        D2 = ve.x0(x2, lm)
+        Dd = lc((1.0 - fac, D), (fac, D2))
+        out = lc((sd2 / s, ve.x()), (-(sd2 / s - 1.0), Dd))
+        if z2 is not None:
+            if o["noise"] == "brownian" and z1 is not None:
+                # torchsde Brownian-tree increments over [s_mid, s] and [s', s] (sigma as time): the second
+                # normalised increment has correlation sqrt((s - s_mid)/(s - s')) with the first
+                rho = math.sqrt((s - s_mid) / (s - ln.sv))
+                out = lc((1.0, out), (s_noise * su2 * rho, z1), (s_noise * su2 * math.sqrt(max(1.0 - rho * rho, 0.0)), z2))
+            else:
+                out = lc((1.0, out), (s_noise * su2, z2))
+        b.note = f"{'Brownian' if o['noise'] == 'brownian' else 'independent'} noise" if (z1 is not None or z2 is not None) else ""
+        ve.write(out, ln)
+        steps.append(b.build())
+    return steps, ("x",)
+
+
+# ------------------------------------------------------------------------------------------------
+# registry entries
+_GRID_DOC = ""
+
+_register("ddpm", r"""
+Ancestral sampling, Ho et al. (2020) eq. (11), on any decreasing subsequence of times with the
+skip-step ``beta~ = 1 - alpha_bar_t / alpha_bar_prev``:
+``x' = (x - beta~/sqrt(1 - alpha_bar_t) eps_hat) / sqrt(1 - beta~) + nu z`` with
+``nu^2 = beta~`` (``variance="beta"``) or ``(1 - alpha_bar_prev)/(1 - alpha_bar_t) beta~``
+(``"beta_tilde"``); no noise on the final step unless ``final_noise=True``.""",
+          _build_ddpm, {"variance": "beta", "final_noise": False})
+_register("ddim", r"""
+Song, Meng & Ermon (2021) eq. (12): ``x' = sqrt(alpha_bar') x0_hat + sqrt(1 - alpha_bar' - nu^2)
+eps_hat + nu z`` with ``nu = eta sqrt((1 - alpha_bar')/(1 - alpha_bar)) sqrt(1 - alpha_bar/alpha_bar')``.""",
+          _build_ddim, {"eta": 0.0})
+_register("euler_maruyama", r"""
+Reverse SDE ``dx = [f x - g^2 score] dt + g dW`` (Song et al. 2021), VP: ``f = -beta/2, g^2 = beta``;
+``x' = (1 + h beta_k/2) x + h beta_k score(x, t_k) + sqrt(h beta_k) z``, ``h = t_k - t_{k+1}``.""",
+          _build_vp("euler_maruyama"), continuous_only=True)
+_register("exponential_integrator", r"""
+Linear part exact, score frozen at ``t_k`` (Pierret & Galerne 2025, eq. 13):
+``x' = E x + 2 (E - 1) score(x, t_k) + sqrt(E^2 - 1) z``, ``E = exp((B(t_k) - B(t_{k+1}))/2)``.""",
+          _build_vp("exponential_integrator"), continuous_only=True)
+_register("euler", r"""
+Probability-flow ODE ``dx/dt = f x - g^2/2 score`` in the VP state:
+``x' = (1 + h beta_k/2) x + (h beta_k/2) score(x, t_k)``.""",
+          _build_vp("euler"), continuous_only=True)
+_register("heun", r"""
+Heun's second-order method on the probability-flow ODE *in the VP state* ``x`` with time ``t``
+(predictor ``x~ = x + h v(x, t_k)``, corrector ``x' = x + h/2 (v(x, t_k) + v(x~, t_{k+1}))``,
+``v = beta/2 (x + score)``).  This is not Karras et al.'s Heun (k-diffusion ``sample_heun``,
+diffusers ``HeunDiscreteScheduler``), which integrates in the VE state ``x/alpha`` with respect to
+``sigma_ve``: see ``"heun_ve"``.  The two differ: on a 12-step Karras grid (rho = 7, sigma_ve 80 -> 0.02,
+then 0) from the exact start, data variances (4, 0.25, 0.01) come out as (4.259, 0.2165, 0.00550) with
+``"heun"`` and (4.592, 0.3072, 0.01343) with ``"heun_ve"`` (-7 %, -30 %, -59 %).  A step that ends at ``sigma = 0`` uses Euler, because the score is
+generally undefined there; ``heun_at_zero=True`` forces the corrector.""",
+          _build_vp("heun"), {"heun_at_zero": False}, continuous_only=True)
+_register("euler_ve", r"""
+Euler on the probability-flow ODE in the variance-exploding state ``x/alpha`` with noise level
+``sigma_ve = sigma/alpha`` (Karras et al. 2022, Alg. 1; diffusers ``EulerDiscreteScheduler``):
+``x'/alpha' = x/alpha + (sigma_ve' - sigma_ve) eps_hat(x, t)``.  With churn (Karras Alg. 2, options as
+``"heun_ve"``): ``x_hat = x_ve + s_noise sqrt(s_hat^2 - s^2) z``, ``x'_ve = x_hat + (s' - s_hat) eps_hat``, the
+model evaluated at ``(x_hat, s_hat)`` (``churn_at="noised"``: Karras, k-diffusion ``sample_euler``) or at
+``(x, s)`` before the noise is added (``churn_at="start"``: diffusers ``EulerDiscreteScheduler``).""",
+          _build_churn_family("euler_ve"), dict(_CHURN, churn_at="noised"))
+_register("euler_ancestral", r"""
+k-diffusion ``sample_euler_ancestral`` / diffusers ``EulerAncestralDiscreteScheduler``: with
+``sigma_up = min(s', eta sqrt(s'^2 (s^2 - s'^2)/s^2))``, ``sigma_down = sqrt(s'^2 - sigma_up^2)``
+(``s = sigma_ve``), ``x'/alpha' = x/alpha + (sigma_down - s) eps_hat + s_noise sigma_up z``.""",
+          _build_euler_ancestral, {"eta": 1.0, "s_noise": 1.0})
+_DPM_DEFAULTS = {"solver_order": 2, "algorithm_type": "dpmsolver++", "solver_type": "midpoint",
+                 "lower_order_final": True, "euler_at_final": False, "final_sigmas_type": None, "eta": None,
+                 "s_noise": 1.0}
+_register("dpmpp_2m", r"""
+DPM-Solver++(2M) (Lu et al. 2022b; diffusers ``DPMSolverMultistepScheduler`` defaults: dpmsolver++,
+midpoint): with data predictions ``D_i``, ``h = lambda' - lambda``, ``lambda = log(alpha/sigma)``,
+``r = h_prev/h``: ``x' = (sigma'/sigma) x - alpha' (e^{-h} - 1) (D_i + (D_i - D_{i-1})/(2r))``; the first
+step, and the last one when it ends at ``sigma = 0`` or (``lower_order_final``) when there are fewer
+than 15 steps, are first order (DDIM).  The state is ``(x, D_prev)``.  ``lower_order_final=False`` is
+k-diffusion's ``sample_dpmpp_2m``.  A special case of ``"dpmsolver_multistep"``.""",
+          lambda p, g, o: _build_dpm_multistep(p, g, dict(_DPM_DEFAULTS, lower_order_final=o["lower_order_final"],
+                                                          schedule="diffusers")),
+          {"lower_order_final": True})
+_register("heun_ve", r"""
+Heun's method in the VE state (Karras et al. 2022, Alg. 1 and Alg. 2 with churn; k-diffusion
+``sample_heun``, diffusers ``HeunDiscreteScheduler``): with ``x_ve = x/alpha``, ``s = sigma_ve`` and churn
+``x_hat = x_ve + s_noise sqrt(s_hat^2 - s^2) z``, ``s_hat = s (1 + gamma)``,
+``gamma = min(s_churn/N, sqrt(2) - 1)`` for ``s_tmin <= s <= s_tmax`` (N steps), ``d = eps_hat(x_hat, s_hat)``,
+``x~ = x_hat + (s' - s_hat) d``, ``x'_ve = x_hat + (s' - s_hat) (d + eps_hat(x~, s'))/2``; Euler on a step
+to ``s' = 0``.""", _build_churn_family("heun_ve"), dict(_CHURN))
+_register("dpm_2", r"""
+k-diffusion ``sample_dpm_2`` (diffusers ``KDPM2DiscreteScheduler``): Karras's DPM-Solver-2 variant with
+churn as ``"heun_ve"``; midpoint ``s_mid = exp((log s_hat + log s')/2)``,
+``x~ = x_hat + (s_mid - s_hat) eps_hat(x_hat, s_hat)``, ``x'_ve = x_hat + (s' - s_hat) eps_hat(x~, s_mid)``;
+Euler on a step to ``s' = 0``.""", _build_churn_family("dpm_2"), dict(_CHURN), off_grid=True)
+_register("dpm_2_ancestral", r"""
+k-diffusion ``sample_dpm_2_ancestral`` (diffusers ``KDPM2AncestralDiscreteScheduler``): DPM-2 to
+``sigma_down`` (as ``"euler_ancestral"``) through ``s_mid = exp((log s + log sigma_down)/2)``, then
+``+ s_noise sigma_up z``; when ``sigma_down = 0`` one Euler step and no noise.""",
+          _build_dpm_2_ancestral, {"eta": 1.0, "s_noise": 1.0}, off_grid=True)
+_register("lms", r"""
+Linear multistep in ``sigma_ve`` (k-diffusion ``sample_lms``, diffusers ``LMSDiscreteScheduler``):
+``x'_ve = x_ve + sum_{j<p} c_j d_{i-j}`` with ``d_i = eps_hat(x_i, s_i)``, order ``p = min(i + 1, order)`` and
+``c_j`` the integral over ``[s_i, s_{i+1}]`` of the Lagrange basis polynomial through ``s_i..s_{i-p+1}``
+(integrated exactly: :func:`lindiff.samplers.lms_coefficients`).  The state is ``(x, d_{i-1}, ...)``.""",
+          _build_lms, {"order": 4})
+_register("dpmpp_2s_ancestral", r"""
+k-diffusion ``sample_dpmpp_2s_ancestral`` (Lu et al. 2022b, DPM-Solver++(2S) with ancestral noise):
+to ``sigma_down`` through ``s_mid = sqrt(s sigma_down)`` with data predictions ``D``:
+``x~ = (s_mid/s) x_ve - (s_mid/s - 1) D(x_ve, s)``, ``x'_ve = (sigma_down/s) x_ve - (sigma_down/s - 1) D(x~, s_mid)
++ s_noise sigma_up z``; ``x'_ve = D`` when ``sigma_down = 0``.""",
+          _build_dpmpp_2s_ancestral, {"eta": 1.0, "s_noise": 1.0}, off_grid=True)
+_register("dpmpp_sde", r"""
+k-diffusion ``sample_dpmpp_sde`` (DPM-Solver++ SDE, Lu et al. 2022b; diffusers ``DPMSolverSDEScheduler``):
+``s_mid = s^{1-r} s'^r``; ancestral steps (``eta``) to ``s_mid`` and to ``s'``:
+``x~ = (sd_1/s) x_ve - (sd_1/s - 1) D + s_noise su_1 z_1``,
+``x'_ve = (sd_2/s) x_ve - (sd_2/s - 1) ((1 - 1/(2r)) D + D(x~, s_mid)/(2r)) + s_noise su_2 z_2``; ``x'_ve = D``
+on a step to 0.  ``noise="independent"`` draws ``z_1, z_2`` independently (a ``noise_sampler`` of
+independent draws); ``"brownian"`` gives them the correlation ``sqrt((s - s_mid)/(s - s'))`` of
+k-diffusion's default ``BrownianTreeNoiseSampler`` (increments of one Brownian path in sigma).""",
+          _build_dpmpp_sde, {"eta": 1.0, "s_noise": 1.0, "r": 0.5, "noise": "independent"}, off_grid=True)
+_register("dpmsolver_multistep", r"""
+The DPM-Solver multistep family (Lu et al. 2022a, 2022b; diffusers ``DPMSolverMultistepScheduler``):
+``solver_order`` 1-3; ``algorithm_type`` ``"dpmsolver++"`` / ``"sde-dpmsolver++"`` (data predictions),
+``"dpmsolver"`` / ``"sde-dpmsolver"`` (noise predictions); ``solver_type`` ``"midpoint"`` or ``"heun"``
+(order 2).  Every weight is the exact integral of the exponential kernel against the Newton
+polynomial of the stored outputs: ``x' = (sigma'/sigma) e^{-eta h} x + alpha' sum_k H phi_{k+1}(-H) D_k
++ s_noise sigma' sqrt(1 - e^{-2 eta h}) z`` (``H = (1 + eta) h``, ``eta`` 0 for the ODE, 1 for the SDE;
+``sde-dpmsolver++`` takes any ``eta``), and ``x' = (alpha'/alpha) x - zeta sigma' sum_k h phi_{k+1}(h) E_k
+(+ sigma' sqrt(e^{2h} - 1) z)`` with ``zeta`` = 1 (ODE) or 2 (SDE) for noise predictions.  diffusers'
+order schedule: the first step is first order, the second at most second order; the last step is first
+order with ``euler_at_final``, when it ends at ``sigma = 0`` (``final_sigmas_type="zero"``), or with
+``lower_order_final`` and fewer than 15 steps (which also lowers the second-to-last step to order 2).
+``final_sigmas_type`` (``"zero"``/``"sigma_min"``) only checks the grid's end.""",
+          lambda p, g, o: _build_dpm_multistep(p, g, dict(o, schedule="diffusers")), dict(_DPM_DEFAULTS))
+_register("dpmpp_2m_sde", r"""
+k-diffusion ``sample_dpmpp_2m_sde``: ``sde-dpmsolver++`` of order 2 with continuous ``eta`` (default 1),
+``s_noise`` and ``solver_type`` ``"midpoint"`` (default) or ``"heun"``; first order on the first step and
+``x' = D`` on a step to 0, second order otherwise (no lower-order final steps).""",
+          lambda p, g, o: _build_dpm_multistep(p, g, dict(_DPM_DEFAULTS, algorithm_type="sde-dpmsolver++", eta=o["eta"],
+                                                          s_noise=o["s_noise"], solver_type=o["solver_type"],
+                                                          schedule="kdiffusion")),
+          {"eta": 1.0, "s_noise": 1.0, "solver_type": "midpoint"})
+_register("dpmpp_3m_sde", r"""
+k-diffusion ``sample_dpmpp_3m_sde``: ``sde-dpmsolver++`` of order 3 (orders 1, 2, 3, 3, ...; ``x' = D`` on a
+step to 0) with continuous ``eta`` (default 1) and ``s_noise``; the order-2 step uses the ``"heun"`` weight
+``H phi_2(-H)``, as k-diffusion does.""",
+          lambda p, g, o: _build_dpm_multistep(p, g, dict(_DPM_DEFAULTS, algorithm_type="sde-dpmsolver++", solver_order=3,
+                                                          eta=o["eta"], s_noise=o["s_noise"], solver_type="heun",
+                                                          schedule="kdiffusion")),
+          {"eta": 1.0, "s_noise": 1.0})
+
+_register("sde", r"""
+The exact continuous-time reverse SDE from ``T`` (or the first grid time) to ``t_min``.  For an exact
+Gaussian score (data ``N(m, S)``, per eigenvalue ``lambda_t = alpha_t^2 l + sigma_t^2``) the solution
+map is closed form: ``x_t - alpha_t m = (alpha_T lambda_t)/(alpha_t lambda_T) (x_T - alpha_T m) +
+N(0, lambda_t - (alpha_T/alpha_t)^2 lambda_t^2/lambda_T)``, which from ``N(0, I)`` gives Pierret &
+Galerne's eq. (8).  Other affine models integrate the moment ODEs numerically (``rtol``, default
+1e-10) in the variable ``B(t)`` (non-stiff however fast the schedule).""")
+_register("ode", r"""
+The exact probability-flow ODE solution: ``x_t - alpha_t m = sqrt(lambda_t/lambda_T) (x_T - alpha_T m)``
+for an exact Gaussian score (Pierret & Galerne's eq. 7); moment ODEs otherwise (as ``"sde"``).""")
+
+from ._samplers_diffusers import register as _register_diffusers  # noqa: E402 (UniPC, DEIS, PNDM, ...)
+
+_register_diffusers(_register)
+
+SAMPLERS = tuple(_REGISTRY)
+_CONTINUOUS_ONLY = tuple(s.name for s in _REGISTRY.values() if s.continuous_only) + ("sde", "ode")
+__doc__ = __doc__.replace("<<SAMPLERS>>", _sampler_docs())
+
+
+# ------------------------------------------------------------------------------------------------
 def _freeze(value):
     if isinstance(value, np.ndarray):
         return ("array", value.dtype.str, value.shape, value.tobytes())
@@ -307,15 +895,40 @@ def _freeze(value):
     return value
 
 
+def _resolve(sampler: str, options: dict, caller: str) -> tuple[_Spec, dict, dict]:
+    if not isinstance(sampler, str) or sampler not in _REGISTRY:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    spec = _REGISTRY[sampler]
+    grid_opts = {k: options[k] for k in GRID_OPTIONS if k in options}
+    unknown = [k for k in options if k not in GRID_OPTIONS and k not in spec.options]
+    if unknown:
+        accepted = ", ".join(list(spec.options) + list(GRID_OPTIONS))
+        raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r} for sampler {sampler!r} "
+                        f"(it accepts: {accepted})")
+    opts = dict(spec.options)
+    opts.update({k: v for k, v in options.items() if k in spec.options})
+    return spec, grid_opts, opts
+
+
 _PROGRAMS: dict = {}
 
 
 def build_sampler(process: Process, sampler: str, steps: int | None = None, t_min: float = 0.0, **options) -> SamplerProgram:
-    """Unroll ``sampler`` on its time grid (see the module docstring for every option).
+    """Unroll ``sampler`` on its time grid (see the module docstring for every sampler and option).
 
     Programs are immutable and cached per (process, sampler, steps, t_min, options), so sweeps over
     training sets build each one once.
+
+    >>> from lindiff import SigmaVP
+    >>> prog = build_sampler(SigmaVP(80.0), "dpmpp_2m", grid=[80.0, 10.0, 1.0, 0.0])
+    >>> prog.slots, [st.note for st in prog.steps]
+    (('x', 'D_prev'), ['order 1', 'order 2', 'order 1'])
     """
+    return _build(process, sampler, steps, t_min, options, "build_sampler")
+
+
+def _build(process, sampler, steps, t_min, options, caller) -> SamplerProgram:
+    spec, grid_opts, opts = _resolve(sampler, options, caller)
     try:
         key = (id(process), sampler, steps, t_min, tuple(sorted((k, _freeze(v)) for k, v in options.items())))
         hash(key)
@@ -325,7 +938,7 @@ def build_sampler(process: Process, sampler: str, steps: int | None = None, t_mi
         hit = _PROGRAMS.get(key)
         if hit is not None and hit[0] is process:
             return hit[1]
-    prog = _build_sampler(process, sampler, steps, t_min, **options)
+    prog = _build_program(process, spec, steps, t_min, grid_opts, opts)
     if key is not None:
         if len(_PROGRAMS) > 64:
             _PROGRAMS.clear()
@@ -333,73 +946,78 @@ def build_sampler(process: Process, sampler: str, steps: int | None = None, t_mi
     return prog
 
 
-def _build_sampler(process: Process, sampler: str, steps: int | None = None, t_min: float = 0.0, *,
-                  grid: Sequence[float] | None = None, timesteps: Sequence[int] | None = None,
-                  spacing: str = "leading", steps_offset: int = 0, variance: str = "beta",
-                  final_noise: bool = False, eta: float = 0.0, heun_at_zero: bool = False,
-                  lower_order_final: bool = True) -> SamplerProgram:
+def _build_program(process, spec: _Spec, steps, t_min, grid_opts, opts) -> SamplerProgram:
     if not isinstance(process, Process):
         raise TypeError(f"process must be a lindiff process, got {type(process).__name__}")
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-    if process.discrete and sampler in _CONTINUOUS_ONLY:
-        raise ValueError(f"sampler {sampler!r} needs a continuous process (VP, OU); a DDPM process supports 'ddpm' and 'ddim'")
-    eta = as_nonnegative_float(eta, "eta")
-    g = _grid(process, sampler, steps, t_min, grid, timesteps, spacing, steps_offset)
-    options = dict(variance=variance, final_noise=final_noise, eta=eta, heun_at_zero=heun_at_zero,
-                   lower_order_final=lower_order_final)
-    if sampler in ("sde", "ode"):
-        return SamplerProgram(sampler, process, g, (), options)
+    sampler = spec.name
+    if process.discrete and (spec.continuous_only or spec.off_grid or spec.build is None):
+        raise ValueError(f"sampler {sampler!r} needs a continuous process (VP, OU, SigmaVP); on a DDPM process use one "
+                         f"of {', '.join(s.name for s in _REGISTRY.values() if not (s.continuous_only or s.off_grid or s.build is None))}")
+    g = _grid(process, sampler, steps, t_min, grid_opts.get("grid"), grid_opts.get("timesteps"),
+              grid_opts.get("spacing", "leading"), grid_opts.get("steps_offset", 0))
+    if spec.build is None:
+        return SamplerProgram(sampler, process, g, (), opts)
     if float(process.sigma(g[0])) == 0.0:
         raise ValueError("the grid must start at a time with sigma > 0")
-    out = []
-    g = np.asarray(process.check_time(g, "grid"), float) if not process.discrete else g
-    for k in range(len(g) - 1):
-        t, t_next = float(g[k]), float(g[k + 1])
-        last = k == len(g) - 2
-        if sampler == "ddpm":
-            out.append(_ddpm_step(process, t, t_next, last, variance, final_noise))
-        elif sampler == "ddim":
-            out.append(_ddim_step(process, t, t_next, eta))
-        elif sampler == "euler_ve":
-            out.append(_euler_ve_step(process, t, t_next))
-        elif sampler == "euler_ancestral":
-            out.append(_euler_ancestral_step(process, t, t_next, last, final_noise))
-        elif sampler == "dpmpp_2m":
-            n_steps = len(g) - 1
-            first_order = k == 0 or (last and (float(process.sigma(t_next)) == 0.0 or (lower_order_final and n_steps < 15)))
-            out.append(_dpmpp_2m_step(process, float(g[k - 1]) if k else t, t, t_next, 1 if first_order else 2))
-        else:
-            out.append(_continuous_step(process, sampler, t, t_next, heun_at_zero))
-    return SamplerProgram(sampler, process, g, tuple(out), options)
+    if not process.discrete:
+        g = np.asarray(process.check_time(g, "grid"), float)
+    step_list, slots = spec.build(process, g, opts)
+    for st in step_list:
+        vals = [c for row in st.writes for c in row] + [c for sg in st.stages for c in sg.inputs]
+        if not all(math.isfinite(c) for c in vals):
+            lv = _Level(process, st.t)
+            raise ValueError(f"sampler {sampler!r} has a non-finite coefficient on the step {st.t:g} -> {st.t_next:g} "
+                             f"(alpha(t) = {lv.a:.3g}, sigma/alpha = {lv.sv:.3g}): the grid reaches noise levels beyond "
+                             f"float64 range; start it at a smaller time (T or grid[0])")
+    return SamplerProgram(sampler, process, g, tuple(step_list), opts, tuple(slots))
+
+
+# ------------------------------------------------------------------------------------------------
+_NAMES_OF_KIND = {"score": "score", "eps": "eps_hat", "x0": "x0_hat", "ax0": "alpha x0_hat"}
+
+
+def _expr(coefs, names) -> str:
+    parts = [f"{c:.6g}·{n}" for c, n in zip(coefs, names) if c != 0]
+    return " + ".join(parts).replace("+ -", "- ") if parts else "0"
 
 
 def sampler_table(process: Process, sampler: str, steps: int | None = None, t_min: float = 0.0, **options) -> Table:
     """The per-step affine coefficients a sampler runs: "which equations does this sampler run?".
 
-    Each row is ``x_next = a x + c_eps eps_hat(x, t) + nu z`` (equivalently ``c_score score``); for
-    Heun the two stages are listed.
+    One row per model evaluation (stage): its time, what it evaluates (score, ``eps_hat`` or
+    ``x0_hat``), the point it is evaluated at, and on the first row of each step the update of ``x``
+    (``a`` on x, ``c`` on each stage, noise std ``nu``) and of the history slots of multistep solvers.
+    Noise draws are named ``z1, z2, ...`` per step.
+
+    >>> from lindiff import VP
+    >>> table = sampler_table(VP.linear(), "heun", steps=3)
+    >>> len(table.rows)  # two stages, then Euler on the step that ends at sigma = 0
+    3
     """
-    prog = build_sampler(process, sampler, steps, t_min, **options)
+    prog = _build(process, sampler, steps, t_min, options, "sampler_table")
     if not prog.steps:
         raise ValueError(f"{sampler!r} is a continuous-time solution without steps; see sampling_law's docstring")
     rows = []
-    names = ["x", "x_prev"]
+    K = len(prog.slots)
     for k, st in enumerate(prog.steps):
+        names = list(prog.slots) + [f"z{n + 1}" for n in range(st.noises)] + [f"f{j + 1}" for j in range(len(st.stages))]
+        hist = "; ".join(f"{prog.slots[i]} <- {_expr(row, names)}" for i, row in enumerate(st.writes[1:], 1))
+        others = _expr(st.writes[0][1:K], names[1:K]) if K > 1 else None
         for j, stage in enumerate(st.stages):
-            sig = float(process.sigma(stage.t))
-            c_score = st.out[j + 2]
-            c_eps = -c_score / sig if sig > 0 else float("nan")
-            inp = " + ".join(f"{c:.6g}·{(names + [f's{i}' for i in range(1, 9)])[i]}" for i, c in enumerate(stage.inputs) if c != 0)
-            rows.append([k, st.t, st.t_next, j + 1, stage.t, inp, st.out[0] if j == 0 else None,
-                         (st.out[1] or None) if j == 0 else None, c_score, c_eps, st.noise if j == 0 else None])
-    cols = [Column("step"), Column("t"), Column("t_next"), Column("stage"), Column("t_eval"),
-            Column("model input"), Column("a", note="coefficient on x"),
-            Column("a_prev", note="coefficient on the previous step's point (multistep solvers)"),
-            Column("c_score", note="coefficient on score(input, t_eval)"),
-            Column("c_eps", note="coefficient on eps_hat = -sigma(t_eval) score"),
-            Column("nu", note="std of the added N(0, I) noise")]
-    caption = f"{sampler} on {process!r}: x_next = a x + a_prev x_prev + sum_j c_j s_j + nu z"
+            first = j == 0
+            rows.append([k, st.t, st.t_next, st.note or None, f"f{j + 1}", stage.t, _NAMES_OF_KIND[stage.kind],
+                         _expr(stage.inputs, names), st.writes[0][0] if first else None, st.writes[0][K + st.noises + j],
+                         st.noise_std if first else None, others if first else None, (hist or None) if first else None])
+    cols = [Column("step"), Column("t"), Column("t_next"), Column("order", note="method order used on this step"),
+            Column("stage"), Column("t_eval"), Column("output", note="what the model returns at this stage"),
+            Column("model input", note="point the model is evaluated at (slots, noises z, earlier stages f)"),
+            Column("a", note="coefficient on x in x_next"),
+            Column("c", note="coefficient on this stage's output in x_next"),
+            Column("nu", note="std of the N(0, I) noise added to x_next"),
+            Column("x_next history terms", note="terms of x_next on the multistep slots"),
+            Column("history", note="updates of the multistep slots")]
+    caption = (f"{sampler} on {process!r}: x_next = a x + sum_j c_j f_j + nu z"
+               + (f" + (history slots {', '.join(prog.slots[1:])})" if K > 1 else ""))
     return Table(caption, cols, rows)
 
 
@@ -412,6 +1030,8 @@ def _same_process(a: Process, b: Process) -> bool:
         return False
     if isinstance(a, DDPM):
         return np.array_equal(a.betas, b.betas)
+    if isinstance(a, SigmaVP):
+        return a.sigma_max == b.sigma_max
     return (a.beta_min, a.beta_max, a.T) == (b.beta_min, b.beta_max, b.T)
 
 
@@ -430,157 +1050,56 @@ def _initial(model: AffineModel, process: Process, init, t_start: float) -> Gaus
     raise ValueError(f"init must be 'standard', 'exact' or a Gaussian, got {init!r}")
 
 
-@dataclass
-class _Spectral:
-    """Accumulated map in the model's eigenbasis: x_U -> M * x_U + m + N(0, diag(Q))."""
-
-    M: np.ndarray
-    m: np.ndarray
-    Q: np.ndarray
-
-
-def _combine(coefs, regs):
-    """sum_i coefs[i] * regs[i] over registers that are tuples of arrays (skipping zero coefficients)."""
-    out = None
-    for c, r in zip(coefs, regs):
-        if c == 0:
-            continue
-        term = tuple(c * v for v in r)
-        out = term if out is None else tuple(a + b for a, b in zip(out, term))
-    if out is None:
-        out = tuple(np.zeros_like(v) for v in regs[0])
-    return out
+def _time_of_B(process: Process, B: float) -> float:
+    if isinstance(process, SigmaVP):
+        return min(math.sqrt(math.expm1(B)) if B < 709 else math.inf, process.T)
+    b0, k = process.beta_min, 0.5 * (process.beta_max - process.beta_min) / process.T
+    t = B / b0 if k == 0 else 2.0 * B / (b0 + math.sqrt(max(b0 * b0 + 4.0 * k * B, 0.0)))
+    return min(t, float(process.T))
 
 
-def _single_stage(prog: SamplerProgram) -> bool:
-    return all(len(st.stages) == 1 and st.stages[0].inputs == (1.0, 0.0) and st.stages[0].t == st.t and st.out[1] == 0
-               for st in prog.steps)
-
-
-def _run_spectral_vectorised(model: AffineModel, prog: SamplerProgram, gains: np.ndarray, alpha: np.ndarray) -> _Spectral:
-    """Single-stage programs: step k maps x -> a_k x + b_k + nu_k z per mode with
-    a_k = o_k - c_k g_k and b_k = c_k g_k alpha_k m; the composition is a suffix product over steps."""
-    mu = model.spectral.mean_in_basis
-    o = np.array([st.out[0] for st in prog.steps])[:, None]
-    c = np.array([st.out[2] for st in prog.steps])[:, None]
-    nu2 = np.array([st.noise**2 for st in prog.steps])[:, None]
-    a = o - c * gains
-    b = c * gains * alpha[:, None] * mu
-    # suffix[k] = prod_{j > k} a_j (the map applied after step k)
-    suffix = np.ones_like(a)
-    if len(a) > 1:
-        suffix[:-1] = np.cumprod(a[::-1], axis=0)[::-1][1:]
-    M = suffix[0] * a[0]
-    m = np.sum(suffix * b, axis=0)
-    Q = np.sum(suffix**2 * nu2, axis=0)
-    return _Spectral(M, m, Q)
-
-
-def _run_spectral(model: AffineModel, prog: SamplerProgram) -> _Spectral:
-    """Per mode, the augmented state (x_i, x_{i-1}) is an affine function of x_T plus Gaussian noise:
-    x_i = P_c x_T + q_c + noise, x_{i-1} = P_p x_T + q_p + noise, with a 2 x 2 noise covariance."""
-    sp = model.spectral
-    d = model.dim
-    times = sorted({stage.t for st in prog.steps for stage in st.stages})
-    process = prog.process
-    tt = np.array(times)
-    alpha = np.asarray(process.alpha(tt), float)
-    sigma = np.asarray(process.sigma(tt), float)
-    gains = sp.gains(tt, alpha, sigma)
-    for i, t in enumerate(times):
-        if not np.all(np.isfinite(gains[i])):
-            from .scores import _undefined_score
-            raise _undefined_score(t, int(np.sum(~np.isfinite(gains[i]))))
-    if _single_stage(prog):
-        rows = np.searchsorted(tt, [st.t for st in prog.steps])
-        return _run_spectral_vectorised(model, prog, gains[rows], alpha[rows])
-    index = {t: i for i, t in enumerate(times)}
-    mu = sp.mean_in_basis
-    one, zero = np.ones(d), np.zeros(d)
-    Pc, Pp, qc, qp = one, one, zero, zero
-    Qcc, Qcp, Qpp = zero, zero, zero
-    for st in prog.steps:
-        # registers as (coefficient on x_cur, coefficient on x_prev, constant), per mode
-        regs = [(one, zero, zero), (zero, one, zero)]
-        for stage in st.stages:
-            yc, yp, y0 = _combine(stage.inputs, regs)
-            i = index[stage.t]
-            g = gains[i]
-            regs.append((-g * yc, -g * yp, -g * (y0 - alpha[i] * mu)))
-        ac, ap, c0 = _combine(st.out, regs)
-        Pc, Pp = ac * Pc + ap * Pp, Pc
-        qc, qp = ac * qc + ap * qp + c0, qc
-        Qcc, Qcp, Qpp = (ac * ac * Qcc + 2 * ac * ap * Qcp + ap * ap * Qpp + st.noise**2, ac * Qcc + ap * Qcp, Qcc)
-    return _Spectral(Pc, qc, Qcc)
-
-
-def _run_dense(model: AffineModel, prog: SamplerProgram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    d = model.dim
-    eye, zero_m, zero_v = np.eye(d), np.zeros((d, d)), np.zeros(d)
-    Pc, Pp, qc, qp = eye, eye, zero_v, zero_v
-    augmented = prog.uses_prev
-    Q = np.zeros((2 * d, 2 * d)) if augmented else zero_m
-    cache: dict[float, tuple[np.ndarray, np.ndarray]] = {}
-    for st in prog.steps:
-        regs = [(eye, zero_m, zero_v), (zero_m, eye, zero_v)]
-        for stage in st.stages:
-            if stage.t not in cache:
-                if len(cache) > 4:
-                    cache.clear()
-                cache[stage.t] = model.score_affine(stage.t)
-            A, c = cache[stage.t]
-            yc, yp, y0 = _combine(stage.inputs, regs)
-            regs.append((A @ yc, A @ yp, A @ y0 + c))
-        ac, ap, c0 = _combine(st.out, regs)
-        Pc, Pp = ac @ Pc + ap @ Pp, Pc
-        qc, qp = ac @ qc + ap @ qp + c0, qc
-        if augmented:
-            Tm = np.block([[ac, ap], [eye, zero_m]])
-            Q = Tm @ Q @ Tm.T
-            Q[:d, :d] += st.noise**2 * eye
-        else:
-            Q = ac @ Q @ ac.T + st.noise**2 * eye
-    return Pc, qc, (Q[:d, :d] if augmented else Q)
-
-
-def _continuous_spectral(model: AffineModel, prog: SamplerProgram, rtol: float) -> _Spectral:
+def _continuous_spectral(model: AffineModel, prog: SamplerProgram, rtol: float):
     """Exact reverse SDE / ODE per eigenmode (closed form for exact Gaussian scores, else moment ODEs)."""
+    from ._program import SpectralMap
+
     sp = model.spectral
     process = prog.process
     T, t1 = prog.t_start, prog.t_end
     sde = prog.name == "sde"
     mu = sp.mean_in_basis
     l = sp.eigenvalues
-    aT, sT = float(process.alpha(T)), float(process.sigma(T))
-    a1, s1 = float(process.alpha(t1)), float(process.sigma(t1))
+    lT, l1 = _Level(process, T), _Level(process, t1)
     if sp.is_exact_gaussian_score:
-        lamT = aT * aT * l + sT * sT
-        lam1 = a1 * a1 * l + s1 * s1
+        # alpha ratios through logs: finite where alpha(t) underflows (the law then forgets x_T)
+        r = lT.ratio(l1)  # alpha_1 / alpha_T
+        lamT = lT.a * lT.a * l + lT.s * lT.s
+        lam1 = l1.a * l1.a * l + l1.s * l1.s
         if sde:
-            k = (aT / a1) * lam1 / lamT
-            Q = lam1 - (aT / a1) ** 2 * lam1 * lam1 / lamT
-            Q = np.maximum(Q, 0.0)
+            k = lam1 / (r * lamT) if r > 0 else np.zeros_like(l)
+            Q = np.maximum(lam1 - k * k * lamT, 0.0)
         else:
             k = np.sqrt(lam1 / lamT)
             Q = np.zeros_like(l)
-        return _Spectral(k, a1 * mu - k * aT * mu, Q)
+        return SpectralMap(k, l1.a * mu - k * lT.a * mu, Q)
     d = model.dim
+    # integrate in u = B(t) (dB = beta dt): the rates become O(1) however fast beta(t) is
+    uT, u1 = -2.0 * lT.la, -2.0 * l1.la
 
-    def rhs(t, y):
-        a, s = float(process.alpha(t)), float(process.sigma(t))
+    def rhs(u, y):
+        t = _time_of_B(process, u)
+        a, s = math.exp(-0.5 * u), math.sqrt(-math.expm1(-u))
         g = sp.gains(t, a, s)
-        f, g2 = float(process.drift(t)), float(process.diffusion2(t))
-        w = g2 if sde else 0.5 * g2
-        rate = f + w * g
+        w = 1.0 if sde else 0.5  # (g^2 or g^2/2) / beta
+        rate = -0.5 + w * g
         M, m, Q = y[:d], y[d : 2 * d], y[2 * d :]
-        return np.concatenate([rate * M, rate * m - w * g * a * mu, 2 * rate * Q - (g2 if sde else 0.0)])
+        return np.concatenate([rate * M, rate * m - w * g * a * mu, 2 * rate * Q - (1.0 if sde else 0.0)])
 
     y0 = np.concatenate([np.ones(d), np.zeros(d), np.zeros(d)])
-    sol = solve_ivp(rhs, (T, t1), y0, method="DOP853", rtol=rtol, atol=rtol * 1e-3)
+    sol = solve_ivp(rhs, (uT, u1), y0, method="DOP853", rtol=rtol, atol=rtol * 1e-3)
     if not sol.success:
         raise RuntimeError(f"moment ODE integration failed: {sol.message}")
     y = sol.y[:, -1]
-    return _Spectral(y[:d], y[d : 2 * d], np.maximum(y[2 * d :], 0.0))
+    return SpectralMap(y[:d], y[d : 2 * d], np.maximum(y[2 * d :], 0.0))
 
 
 def _continuous_dense(model: AffineModel, prog: SamplerProgram, rtol: float):
@@ -589,25 +1108,33 @@ def _continuous_dense(model: AffineModel, prog: SamplerProgram, rtol: float):
     sde = prog.name == "sde"
     d = model.dim
     eye = np.eye(d)
+    lT, l1 = _Level(process, T), _Level(process, t1)
+    uT, u1 = -2.0 * lT.la, -2.0 * l1.la
 
-    def rhs(t, y):
+    def rhs(u, y):
+        t = _time_of_B(process, u)
         A, c = model.score_affine(t)
-        f, g2 = float(process.drift(t)), float(process.diffusion2(t))
-        w = g2 if sde else 0.5 * g2
-        R = f * eye - w * A
+        w = 1.0 if sde else 0.5
+        R = -0.5 * eye - w * A
         M = y[: d * d].reshape(d, d)
         m = y[d * d : d * d + d]
         Q = y[d * d + d :].reshape(d, d)
-        dQ = R @ Q + Q @ R.T - (g2 if sde else 0.0) * eye
+        dQ = R @ Q + Q @ R.T - (1.0 if sde else 0.0) * eye
         return np.concatenate([(R @ M).ravel(), R @ m - w * c, dQ.ravel()])
 
     y0 = np.concatenate([eye.ravel(), np.zeros(d), np.zeros(d * d)])
-    sol = solve_ivp(rhs, (T, t1), y0, method="DOP853", rtol=rtol, atol=rtol * 1e-3)
+    sol = solve_ivp(rhs, (uT, u1), y0, method="DOP853", rtol=rtol, atol=rtol * 1e-3)
     if not sol.success:
         raise RuntimeError(f"moment ODE integration failed: {sol.message}")
     y = sol.y[:, -1]
     Q = y[d * d + d :].reshape(d, d)
     return y[: d * d].reshape(d, d), y[d * d : d * d + d], 0.5 * (Q + Q.T)
+
+
+def _finite_law(sampler, *arrays):
+    if not all(np.all(np.isfinite(a)) for a in arrays):
+        raise ValueError(f"the law of sampler {sampler!r} overflows float64 on this grid (a step multiplies the state "
+                         "by more than ~1e154); use more steps (or a grid that starts at a smaller time)")
 
 
 def sampling_law(model: AffineModel, process: Process, sampler: str, steps: int | None = None, t_min: float = 0.0,
@@ -618,16 +1145,15 @@ def sampling_law(model: AffineModel, process: Process, sampler: str, steps: int 
     ----------
     model : GaussianScore or LinearDenoiser
     process : the model's forward process
-    sampler : one of ``"ddpm"``, ``"ddim"``, ``"euler_maruyama"``, ``"exponential_integrator"``,
-        ``"euler"``, ``"heun"``, ``"sde"``, ``"ode"`` (equations in the module docstring)
+    sampler : one of <<NAMES>> (update rules and options in the :mod:`lindiff.samplers` docstring)
     steps : number of grid points (continuous) or of inference steps (DDPM; default: all T)
     t_min : end time of continuous samplers (truncation)
     init : ``"standard"`` (N(0, I)), ``"exact"`` (the model's data noised to the start time) or a Gaussian
     path : ``"auto"``, ``"spectral"`` (eigenbasis, O(d) per step) or ``"dense"`` (O(d^3) per step)
     rtol : tolerance of the moment-ODE integration (only ``"sde"``/``"ode"`` for models without a
         closed form)
-    **options : ``variance``, ``final_noise`` (ddpm), ``eta`` (ddim), ``heun_at_zero`` (heun),
-        ``grid``, ``timesteps``, ``spacing``, ``steps_offset``
+    **options : the sampler's options (each sampler lists its own; an option it does not take is a
+        TypeError), and the grid options ``grid``, ``timesteps``, ``spacing``, ``steps_offset``
 
     Returns
     -------
@@ -650,7 +1176,7 @@ def sampling_law(model: AffineModel, process: Process, sampler: str, steps: int 
         raise ValueError(f"process {process!r} differs from the model's process {model.process!r}")
     if path not in ("auto", "spectral", "dense"):
         raise ValueError(f"path must be 'auto', 'spectral' or 'dense', got {path!r}")
-    prog = build_sampler(model.process, sampler, steps, t_min, **options)
+    prog = _build(model.process, sampler, steps, t_min, options, "sampling_law")
     start = _initial(model, model.process, init, prog.t_start)
     # "numerically zero" is judged against the problem's scale: the start law and the model's spectrum
     scale = 1.0 if start is None else float(start.eigenvalues.max(initial=0.0))
@@ -659,13 +1185,14 @@ def sampling_law(model: AffineModel, process: Process, sampler: str, steps: int 
     use_spectral = model.spectral is not None and path != "dense"
     if path == "spectral" and model.spectral is None:
         raise ValueError("path='spectral' needs a model with an eigenbasis representation (this one is dense)")
+    continuous = sampler in ("sde", "ode")
     if use_spectral:
         sp = model.spectral
         U = sp.basis
-        acc = _continuous_spectral(model, prog, rtol) if sampler in ("sde", "ode") else _run_spectral(model, prog)
+        acc = _continuous_spectral(model, prog, rtol) if continuous else run_spectral(model, prog)
+        _finite_law(sampler, acc.M, acc.m, acc.Q)
         if start is None:
-            mean_u = acc.m
-            return Gaussian.from_spectrum(acc.M**2 + acc.Q, U, U @ mean_u, scale=scale)
+            return Gaussian.from_spectrum(acc.M**2 + acc.Q, U, U @ acc.m, scale=scale)
         mean_u = acc.M * (U.T @ start.mean) + acc.m
         if start.eigenvectors is U:
             return Gaussian.from_spectrum(acc.M**2 * start.eigenvalues + acc.Q, U, U @ mean_u, scale=scale)
@@ -673,12 +1200,16 @@ def sampling_law(model: AffineModel, process: Process, sampler: str, steps: int 
         cov_u = acc.M[:, None] * c0 * acc.M[None, :] + np.diag(acc.Q)
         cov = U @ cov_u @ U.T
         return Gaussian(U @ mean_u, 0.5 * (cov + cov.T), _scale=scale)
-    M, m, Q = _continuous_dense(model, prog, rtol) if sampler in ("sde", "ode") else _run_dense(model, prog)
+    M, m, Q = _continuous_dense(model, prog, rtol) if continuous else run_dense(model, prog)
+    _finite_law(sampler, M, m, Q)
     if start is None:
         mean, cov = m, M @ M.T + Q
     else:
         mean, cov = M @ start.mean + m, M @ start.cov @ M.T + Q
     return Gaussian(mean, 0.5 * (cov + cov.T), _scale=scale)
+
+
+sampling_law.__doc__ = sampling_law.__doc__.replace("<<NAMES>>", ", ".join(f"``{s!r}``" for s in SAMPLERS))
 
 
 def is_affine(model: ScoreModel) -> bool:

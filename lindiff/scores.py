@@ -148,11 +148,8 @@ class SpectralForm:
         prediction exceeds the float64 range and a ``ValueError`` says so.
         """
         r = self.ridge_at(np.asarray(t, float))
-        extra = r + np.zeros_like(self.eigenvalues)
+        extra = self._x0_extra(r, alpha, sigma)
         h = alpha * alpha * self.eigenvalues + r + sigma * sigma
-        if self.train_time is not None:
-            with np.errstate(under="ignore", over="ignore"):  # exp(-inf) = 0
-                extra = extra + sigma * sigma * np.exp(-2.0 * self.lr * self.train_time * h)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
             safe_h = np.where(h > 0, h, 1.0)
             first = alpha * self.eigenvalues / safe_h
@@ -162,6 +159,23 @@ class SpectralForm:
             raise ValueError(f"the x0 prediction at t={float(t):g} exceeds the float64 range: alpha(t) = {alpha:.3g} "
                              "and the model does not reproduce the data mean there (ridge or finite train_time)")
         return k
+
+    def _x0_extra(self, r, alpha: float, sigma: float) -> np.ndarray:
+        """``r + sigma^2 e^{-2 lr tau h}`` (the second term only with a finite ``train_time``), per mode."""
+        extra = r + np.zeros_like(self.eigenvalues)
+        if self.train_time is not None:
+            h = alpha * alpha * self.eigenvalues + r + sigma * sigma
+            with np.errstate(under="ignore", over="ignore"):  # exp(-inf) = 0
+                extra = extra + sigma * sigma * np.exp(-2.0 * self.lr * self.train_time * h)
+        return extra
+
+    def x0_fraction(self, t: float, alpha: float, sigma: float) -> np.ndarray:
+        """``alpha k = 1 - sigma^2 g`` per mode (see :meth:`x0_gains`), finite also where alpha underflows to 0."""
+        r = self.ridge_at(np.asarray(t, float))
+        num = alpha * alpha * self.eigenvalues + self._x0_extra(r, alpha, sigma)
+        h = alpha * alpha * self.eigenvalues + r + sigma * sigma
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(h > 0, num / np.where(h > 0, h, 1.0), 1.0)
 
     @property
     def is_exact_gaussian_score(self) -> bool:

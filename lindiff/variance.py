@@ -63,7 +63,7 @@ from . import _linalg
 from ._validation import RNGLike, as_nonnegative_float, as_positive_int, as_rng, as_training_set
 from .gaussian import Gaussian, Infinite, kl, w2
 from .processes import DDPM, Process
-from .samplers import SamplerProgram, _single_stage, build_sampler, sampling_law
+from .samplers import SamplerProgram, build_sampler, sampling_law
 from .scores import LinearDenoiser
 from .tables import Column, Table
 
@@ -483,6 +483,27 @@ class NoiseDrawSeries:
         return self.off_span0 + self.off_span1 / P
 
 
+def _single_stage(prog: SamplerProgram) -> bool:
+    """Every step is ``x' = o x + q score(x, t) + nu z`` (one slot, one score or eps evaluation at the
+    step's own time on x, noise added to x only)."""
+    for st in prog.steps:
+        if len(st.writes) != 1 or len(st.stages) != 1:
+            return False
+        stage = st.stages[0]
+        if stage.t != st.t or stage.kind not in ("score", "eps") or stage.inputs[0] != 1.0 or any(stage.inputs[1:]):
+            return False
+    return True
+
+
+def _step_coefficients(st, process) -> tuple[float, float, float]:
+    """``(o, q, nu)`` of a single-stage step (see :func:`_single_stage`), q on the score."""
+    row = st.writes[0]
+    m = st.noises
+    c = row[1 + m]
+    q = c if st.stages[0].kind == "score" else -float(process.sigma(st.t)) * c  # eps_hat = -sigma score
+    return row[0], q, float(np.sqrt(sum(w * w for w in row[1 : 1 + m])))
+
+
 def _series_pass(prog, process, X, xbar, alloc, ridge, weighting, bias: bool, variance: bool):
     """The moment recursion carried as value + 1/P-coefficient; ``bias``/``variance`` switch the two
     first-order channels.  Returns (m0, m1, S0, S1, per-step sources, per-step maps)."""
@@ -494,7 +515,7 @@ def _series_pass(prog, process, X, xbar, alloc, ridge, weighting, bias: bool, va
     for st in prog.steps:
         t = float(st.t)
         a, s = float(process.alpha(t)), float(process.sigma(t))
-        o, q, nu = st.out[0], st.out[2], st.noise
+        o, q, nu = _step_coefficients(st, process)
         beta = q / s
         r = ridge / _weight(process, t, weighting) if ridge > 0 else 0.0
         mom = noise_draw_weight_moments(X, a, s, r)

@@ -29,18 +29,21 @@ def timesteps(T, steps, spacing):
         return np.arange(T - 1, -1, -1)
     if spacing == "leading":
         return (np.arange(steps) * (T // steps))[::-1]
-    if spacing == "trailing":
-        return (np.round(np.arange(T, 0, -T / steps)) - 1).astype(int)
+    if spacing == "trailing":  # diffusers' round(arange(T, 0, -T/n)) - 1, its first n entries
+        delta = (T + (-T / steps)) - T
+        return (np.round(T + np.arange(steps) * delta) - 1).astype(int)
     return np.round(np.linspace(0, T - 1, steps))[::-1].astype(int)
 
 
-def make_loop(betas, kind="ddpm", steps=None, spacing="leading", bug=None, eta=0.0):
+def make_loop(betas, kind="ddpm", steps=None, spacing="leading", bug=None, eta=0.0, dtype=np.float64):
+    """``dtype`` is the precision the loop computes in (its tables, its points, the model's outputs)."""
     betas = np.asarray(betas, dtype=np.float64)
     T = betas.size
     if bug == "float32_cumprod":
         acp = np.cumprod((1 - betas).astype(np.float32)).astype(np.float64)
     else:
         acp = np.cumprod(1 - betas)
+    acp = acp.astype(dtype)
     ts = timesteps(T, steps, spacing)
     if bug == "ddim_prev_timestep" and kind == "ddim":
         prevs = [t - T // len(ts) for t in ts]
@@ -48,18 +51,25 @@ def make_loop(betas, kind="ddpm", steps=None, spacing="leading", bug=None, eta=0
         prevs = list(ts[1:]) + [-1]
 
     def run(x, eps_model, noise):
-        x = np.array(x, dtype=np.float64)
+        x = np.array(x, dtype=dtype)
+        model, draw = eps_model, noise
+        if dtype != np.float64:
+            def eps_model(y, t):  # noqa: E306 - the model as a low-precision network would return it
+                return np.asarray(model(y, t), dtype=dtype)
+
+            def noise(shape):  # noqa: E306
+                return np.asarray(draw(shape), dtype=dtype)
         for i, (t, prev) in enumerate(zip(ts, prevs)):
             a_t = acp[t]
-            a_prev = acp[prev] if prev >= 0 else (acp[0] if bug == "final_alpha_not_one" else 1.0)
+            a_prev = acp[prev] if prev >= 0 else (acp[0] if bug == "final_alpha_not_one" else dtype(1.0))
             t_model = t if bug != "off_by_one_timestep" else max(t - 1, 0)
             eps = eps_model(x, int(t_model) + 1)
             if kind == "ddpm":
                 beta = 1 - a_t / a_prev
                 if bug == "skip_beta_ignored":
-                    beta = betas[t]
+                    beta = dtype(betas[t])
                 if bug == "beta_index":
-                    beta = betas[min(t + 1, T - 1)]
+                    beta = dtype(betas[min(t + 1, T - 1)])
                 coef = beta if bug != "one_minus_alpha_bar" else 1 - a_t
                 denom = np.sqrt(1 - a_t) if bug != "eps_coefficient" else np.sqrt(a_t)
                 scale = 1 / np.sqrt(1 - beta) if bug != "missing_sqrt" else 1 / (1 - beta)
@@ -71,7 +81,7 @@ def make_loop(betas, kind="ddpm", steps=None, spacing="leading", bug=None, eta=0
                 var = beta if bug != "wrong_variance" else (1 - a_prev) / (1 - a_t) * beta
                 if t > 0 or bug == "noise_on_last_step":
                     mean = mean + np.sqrt(var) * noise(x.shape)
-                x = mean
+                x = mean.astype(dtype)
             else:
                 sig = eta * np.sqrt((1 - a_prev) / (1 - a_t)) * np.sqrt(1 - a_t / a_prev)
                 if bug == "wrong_variance":
@@ -85,6 +95,7 @@ def make_loop(betas, kind="ddpm", steps=None, spacing="leading", bug=None, eta=0
                     x = x + sig * noise(x.shape)
                 elif bug == "noise_on_last_step" and i == len(ts) - 1:
                     x = x + np.sqrt(1 - a_t / a_prev) * noise(x.shape)
-        return x
+                x = x.astype(dtype)
+        return np.asarray(x, dtype=np.float64)
 
     return run

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lindiff as ld
-from lindiff import mc, rmt, sgd, stability
+from lindiff import mc, rmt, sgd, stability, variance
 from lindiff.testing import probe_affine, strategies as lst
 from lindiff.testing.oracle import check_sampler
 from structural import same
@@ -78,6 +78,13 @@ def _results():
     yield "LinearDenoiser.to_dense", model.to_dense()
     yield "AffineProbe", probe_affine(lambda x, z: 2 * x + 1 + 0.5 * z, 2, noise_dim=2)
     yield "OracleResult", check_sampler(lambda x, eps, noise: x, ld.GaussianScore(p0, process), "ddim", 2)
+    yield "Tables", ld.Tables({"a": ld.transition_table(sweep), "b": ld.sampler_table(process, "ddim", 3)})
+    yield "BoundEstimate", stability.bound_estimate(np.array([1.0, 2.0, 1.5]), np.array([0.5, 0.7, 0.6]),
+                                                    np.array([0.9, 1.1, 1.0]))
+    yield "NoiseDrawLaw", variance.noise_draw_law(X, process, 3, steps=4, draws=2, samples=10, rng=0)
+    yield "NoiseDrawSeries", variance.noise_draw_series(X, process, steps=4)
+    yield "NoiseDrawWeightMoments", variance.noise_draw_weight_moments(X, 0.8, 0.6)
+    yield "VKernel", variance.v_kernel(X, process, 10, 3, p0=p0)
 
 
 @pytest.mark.parametrize("name,value", list(_results()), ids=[n for n, _ in _results()])

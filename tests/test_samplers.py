@@ -229,8 +229,8 @@ def test_skip_step_ddpm_uses_skip_betas(rng):
     abar = process.alpha_bar
     first = prog.steps[0]
     beta_skip = 1 - abar[100] / abar[60]
-    assert first.out[0] == pytest.approx(1 / math.sqrt(1 - beta_skip))
-    assert first.noise == pytest.approx(math.sqrt(beta_skip))
+    assert first.writes[0][0] == pytest.approx(1 / math.sqrt(1 - beta_skip))
+    assert first.noise_std == pytest.approx(math.sqrt(beta_skip))
     law = ld.sampling_law(model, process, "ddpm", timesteps=ts)
     _check_mc(model, process, "ddpm", law, rng, timesteps=ts)
 
@@ -238,7 +238,7 @@ def test_skip_step_ddpm_uses_skip_betas(rng):
 def test_sampler_table_lists_equations():
     table = ld.sampler_table(ld.VP.linear(), "heun", steps=4)
     text = table.render("text")
-    assert "c_eps" in text and len(table.rows) == 5  # two stages x 2 steps + Euler on the last step
+    assert "model input" in text and len(table.rows) == 5  # two stages x 2 steps + Euler on the last step
     ddim = ld.sampler_table(ld.DDPM.linear(1000), "ddim", steps=10)
     assert [r[1] for r in ddim.rows][:2] == [901.0, 801.0]
     for fmt in ("markdown", "latex", "csv", "json"):
@@ -317,7 +317,8 @@ def test_dpmpp_first_order_is_ddim_and_euler_ve_is_karras(rng):
     del prog
     y = x.copy()
     for st in ld.build_sampler(process, "euler_ve", grid=SIGMA_GRID).steps:
-        y = st.out[0] * y + st.out[2] * model.score(y, st.t)
+        assert st.stages[0].kind == "eps" and st.noises == 0
+        y = st.writes[0][0] * y + st.writes[0][1] * model.eps(y, st.t)
     np.testing.assert_allclose(y, xve, rtol=1e-10, atol=1e-12)
 
 

@@ -26,6 +26,7 @@ __all__ = ["spectra", "orthogonal_matrices", "spd_matrices", "gaussians", "ddpm_
            "processes", "training_sets", "linear_denoisers", "sampler_configs"]
 
 SHAPES = ("log_uniform", "power_law", "clustered", "spiked")
+_DDPM_ONLY = ("ddpm", "lcm", "tcd")  # defined on trained integer steps only
 
 
 @st.composite
@@ -138,12 +139,13 @@ def linear_denoisers(draw, process=None, d: int | None = None, dense: bool | Non
 def sampler_configs(draw, process) -> dict:
     """Keyword arguments for ``sampling_law``/``mc.sample`` valid on ``process``."""
     if process.discrete:
-        name = draw(st.sampled_from(["ddpm", "ddim", "euler_ve", "euler_ancestral", "dpmpp_2m"]))
+        name = draw(st.sampled_from(["ddpm", "ddim", "euler_ve", "euler_ancestral", "dpmpp_2m", "unipc", "deis",
+                                     "dpmsolver_singlestep", "pndm", "lcm", "tcd"]))
         cfg = {"sampler": name, "steps": draw(st.one_of(st.none(), st.integers(1, process.T)))}
         if cfg["steps"] is not None:
             cfg["spacing"] = draw(st.sampled_from(["leading", "trailing", "linspace"]))
     else:
-        name = draw(st.sampled_from([s for s in SAMPLERS if s not in ("ddpm",)]))
+        name = draw(st.sampled_from([s for s in SAMPLERS if s not in _DDPM_ONLY]))
         cfg = {"sampler": name, "steps": None if name in ("sde", "ode") else draw(st.integers(2, 60)),
                "t_min": draw(st.sampled_from([0.0, 1e-3 * process.T, 0.05 * process.T]))}
     if name == "ddpm":

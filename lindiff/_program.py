@@ -1,0 +1,544 @@
+r"""Samplers as data: the program representation and its two exact interpreters.
+
+A sampler unrolled on a time grid is a :class:`SamplerProgram`: a list of :class:`Step` s acting on a
+*state* of ``K`` slots of d-vectors, ``S = (S_0, ..., S_{K-1})``.  Slot 0 is the point ``x`` (in the
+process's own, variance-preserving coordinates); the other slots hold what multistep methods remember
+(previous model outputs, previous points).  One step:
+
+1. draws ``m`` independent noises ``z_1..z_m ~ N(0, I_d)``;
+2. evaluates the model at ``J`` *stages*: stage ``j`` is ``f_j(y_j, t_j)`` with
+   ``y_j = inputs_j . [S_0..S_{K-1}, z_1..z_m, f_1..f_{j-1}]`` and ``f`` the model's score, noise
+   prediction (``eps``) or data prediction (``x0``), chosen per stage;
+3. writes every slot anew: ``S'_i = writes_i . [S_0..S_{K-1}, z_1..z_m, f_1..f_J]``.
+
+So noise may enter before a model evaluation (churn, noised midpoints) and a stage may be evaluated at
+a point that is not the state (predictor–corrector schemes, Runge–Kutta stages).  Every coefficient
+is a plain float computed when the program is built; the same program is run on points by
+:func:`lindiff.mc.sample` and propagated exactly here.
+
+Exact law.  For an affine model each stage output is affine in its input, so one step maps the state
+affinely: ``S' = T S + U z + c``.  Per eigenmode of a model with a spectral form (``T``, ``U``, ``c``
+are then K x K, K x m and K numbers per mode) the state's law is a K-dimensional affine-Gaussian
+recursion — map from ``x_T`` (``P``), offset (``q``) and K x K noise covariance (``Q``):
+
+.. math::
+    P' = T P,\qquad q' = T q + c,\qquad Q' = T Q T^\top + U U^\top,
+
+vectorised over the d modes (O(d K^3) per step).  Programs with a single slot reduce to scalar
+recursions ``x' = a x + b + noise`` per mode and are composed with one suffix product over all steps
+(no Python loop over steps).  The dense path runs the same recursion with d x d blocks, keeping blocks
+that are multiples of the identity as scalars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .processes import Process
+
+__all__ = ["Stage", "Step", "SamplerProgram", "StepBuilder", "KINDS"]
+
+KINDS = ("score", "eps", "x0", "ax0")
+"""What a stage evaluates: the score, the noise prediction ``eps_hat = -sigma score``, the data
+prediction ``x0_hat = (y + sigma^2 score) / alpha`` (Tweedie), or ``alpha x0_hat = y - sigma eps_hat``
+(used where ``alpha`` underflows to 0 and ``x0_hat`` alone is not representable)."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One model evaluation: ``kind`` of the model at ``inputs . [slots, noises, earlier stages]``, time ``t``."""
+
+    t: float
+    inputs: tuple[float, ...]
+    kind: str = "score"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step from ``t`` to ``t_next``: draw ``noises`` N(0, I) vectors, evaluate ``stages``, then write
+    slot ``i`` as ``writes[i] . [slots, noises, stages]``.  ``order`` and ``note`` are for display."""
+
+    t: float
+    t_next: float
+    stages: tuple[Stage, ...]
+    writes: tuple[tuple[float, ...], ...]
+    noises: int = 0
+    note: str = ""
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.writes)
+
+    @property
+    def x_row(self) -> tuple[float, ...]:
+        """Coefficients of the new point ``x_next`` over ``[slots, noises, stages]``."""
+        return self.writes[0]
+
+    @property
+    def noise_std(self) -> float:
+        """Standard deviation of the noise added *directly* to ``x_next`` (noise through stages excluded)."""
+        K = self.n_slots
+        return float(np.sqrt(sum(c * c for c in self.writes[0][K : K + self.noises])))
+
+
+@dataclass(frozen=True)
+class SamplerProgram:
+    """A sampler unrolled on a grid: the data both interpreters run.
+
+    ``slots`` names the state's slots (``slots[0] == "x"``); ``options`` are the sampler's resolved
+    options (defaults filled in).
+    """
+
+    name: str
+    process: Process
+    grid: np.ndarray
+    steps: tuple[Step, ...]
+    options: dict
+    slots: tuple[str, ...] = ("x",)
+
+    @property
+    def t_start(self) -> float:
+        return float(self.grid[0])
+
+    @property
+    def t_end(self) -> float:
+        return float(self.grid[-1])
+
+    @property
+    def uses_prev(self) -> bool:
+        """True for multistep solvers (the state holds more than the point x)."""
+        return len(self.slots) > 1
+
+    @property
+    def n_noises(self) -> int:
+        """Total number of N(0, I_d) draws over the run."""
+        return sum(st.noises for st in self.steps)
+
+
+# ------------------------------------------------------------------------------------------------
+class StepBuilder:
+    """Write a step with named registers instead of index bookkeeping.
+
+    >>> b = StepBuilder(1.0, 0.5, n_slots=1)
+    >>> x = b.slot(0)
+    >>> z = b.noise()
+    >>> e = b.stage(1.0, {x: 1.0, z: 0.1}, "eps")
+    >>> b.write(0, {x: 1.0, e: -0.5})
+    >>> step = b.build()
+    >>> step.stages[0].inputs, step.writes[0], step.noises
+    ((1.0, 0.1), (1.0, 0.0, -0.5), 1)
+    """
+
+    def __init__(self, t: float, t_next: float, n_slots: int):
+        self.t, self.t_next, self.K = float(t), float(t_next), int(n_slots)
+        self._noises: list[int] = []
+        self._stages: list[tuple[int, float, dict, str]] = []
+        self._writes: dict[int, dict] = {}
+        self._next = n_slots
+        self.note = ""
+
+    def slot(self, i: int) -> int:
+        if not 0 <= i < self.K:
+            raise IndexError(i)
+        return i
+
+    def noise(self) -> int:
+        reg = self._next
+        self._next += 1
+        self._noises.append(reg)
+        return reg
+
+    def stage(self, t: float, inputs: dict, kind: str = "score") -> int:
+        if kind not in KINDS:
+            raise ValueError(f"stage kind must be one of {KINDS}, got {kind!r}")
+        reg = self._next
+        self._next += 1
+        self._stages.append((reg, float(t), dict(inputs), kind))
+        return reg
+
+    def write(self, i: int, combo: dict) -> None:
+        self._writes[self.slot(i)] = dict(combo)
+
+    def build(self) -> Step:
+        order = list(range(self.K)) + self._noises + [s[0] for s in self._stages]
+        pos = {reg: k for k, reg in enumerate(order)}
+
+        def row(combo: dict, length: int) -> tuple[float, ...]:
+            out = [0.0] * length
+            for reg, c in combo.items():
+                k = pos[reg]
+                if k >= length:
+                    raise ValueError("a stage may only use slots, noises and earlier stages")
+                out[k] += float(c)
+            return tuple(out)
+
+        m = len(self._noises)
+        stages = tuple(Stage(t, row(inputs, self.K + m + j), kind) for j, (_, t, inputs, kind) in enumerate(self._stages))
+        total = self.K + m + len(stages)
+        writes = tuple(row(self._writes.get(i, {}), total) for i in range(self.K))
+        return Step(self.t, self.t_next, stages, writes, m, self.note)
+
+
+def lc(*terms) -> dict:
+    """Linear combination of register dicts: ``lc((2.0, a), (1.0, b))`` -> ``2 a + b`` (dicts merged)."""
+    out: dict = {}
+    for c, combo in terms:
+        if isinstance(combo, int):
+            combo = {combo: 1.0}
+        for reg, v in combo.items():
+            out[reg] = out.get(reg, 0.0) + c * v
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# exact interpreter, eigenbasis
+@dataclass
+class SpectralMap:
+    """Accumulated map per eigenmode: x_U -> M * x_U + m + N(0, diag(Q))."""
+
+    M: np.ndarray
+    m: np.ndarray
+    Q: np.ndarray
+
+
+def _signature(st: Step) -> tuple:
+    return (st.noises, tuple((s.kind, len(s.inputs)) for s in st.stages))
+
+
+def _groups(steps: Sequence[Step], per_step: int):
+    """Runs of consecutive steps with the same structure (vectorised together), each holding at most
+    ~2^22 numbers per register array so that memory stays bounded at large d and many steps."""
+    limit = max(1, (1 << 22) // max(per_step, 1))
+    start = 0
+    for k in range(1, len(steps) + 1):
+        if k == len(steps) or k - start >= limit or _signature(steps[k]) != _signature(steps[start]):
+            yield start, k
+            start = k
+
+
+def _axpy(acc, w, x):
+    """acc + w[:, None] * x with None standing for zero (arrays are (n, 1) or (n, d))."""
+    if x is None:
+        return acc
+    term = w[:, None] * x
+    return term if acc is None else acc + term
+
+
+def _combine_regs(weights: np.ndarray, regs: list, R: int):
+    """sum_r weights[:, r] * regs[r] for registers (coefs over R sources, const)."""
+    coefs: list = [None] * R
+    const = None
+    for r in range(weights.shape[1]):
+        w = weights[:, r]
+        if not np.any(w):
+            continue
+        rc, r0 = regs[r]
+        coefs = [_axpy(a, w, x) for a, x in zip(coefs, rc)]
+        const = _axpy(const, w, r0)
+    return coefs, const
+
+
+def _step_maps(prog: SamplerProgram, modes: "ModeTables"):
+    """Per step and mode: T (S, K, K, d), noise covariance N (S, K, K, d), offset c (S, K, d).
+
+    Coefficients stay (n, 1) columns until a model evaluation makes them mode-dependent, so
+    single-stage programs cost a few (n, d) operations per stage."""
+    K = len(prog.slots)
+    d = modes.d
+    S = len(prog.steps)
+    T_all = np.zeros((S, K, K, d))
+    N_all = np.zeros((S, K, K, d))
+    c_all = np.zeros((S, K, d))
+    for a, b in _groups(prog.steps, d * (K + max((st.noises for st in prog.steps), default=0))):
+        block = prog.steps[a:b]
+        n = b - a
+        m = block[0].noises
+        R = K + m
+        one = np.ones((n, 1))
+        regs = [([one if r == i else None for r in range(R)], None) for i in range(R)]
+        for j in range(len(block[0].stages)):
+            inp = np.array([st.stages[j].inputs for st in block])  # (n, L)
+            ycoef, yconst = _combine_regs(inp, regs, R)
+            mult, off = modes.stage_affine([st.stages[j].t for st in block], block[0].stages[j].kind)
+            regs.append(([None if y is None else mult * y for y in ycoef], off if yconst is None else mult * yconst + off))
+        W = np.array([st.writes for st in block])  # (n, K, L)
+        U = []
+        for i in range(K):
+            coef, const = _combine_regs(W[:, i, :], regs, R)
+            for k in range(K):
+                if coef[k] is not None:
+                    T_all[a:b, i, k] = coef[k]
+            if const is not None:
+                c_all[a:b, i] = const
+            U.append(coef[K:])
+        for i in range(K):
+            for j in range(i, K):
+                v = None
+                for ui, uj in zip(U[i], U[j]):
+                    if ui is not None and uj is not None:
+                        v = ui * uj if v is None else v + ui * uj
+                if v is not None:
+                    N_all[a:b, i, j] = v
+                    N_all[a:b, j, i] = v
+    return T_all, N_all, c_all
+
+
+class ModeTables:
+    """Per-mode model coefficients at every stage time of a program (one ``gains`` call)."""
+
+    def __init__(self, model, prog: SamplerProgram):
+        from .scores import _undefined_score
+
+        sp = model.spectral
+        self.d = model.dim
+        self.mu = sp.mean_in_basis
+        times = sorted({stage.t for st in prog.steps for stage in st.stages})
+        self.index = {t: i for i, t in enumerate(times)}
+        tt = np.array(times, float)
+        process = prog.process
+        self.alpha = np.asarray(process.alpha(tt), float).reshape(-1)
+        self.sigma = np.asarray(process.sigma(tt), float).reshape(-1)
+        self.gains = sp.gains(tt, self.alpha, self.sigma).reshape(len(times), self.d)
+        for i, t in enumerate(times):
+            if not np.all(np.isfinite(self.gains[i])):
+                raise _undefined_score(t, int(np.sum(~np.isfinite(self.gains[i]))))
+        kinds = {stage.kind for st in prog.steps for stage in st.stages}
+        self.frac = None
+        if kinds & {"x0", "ax0"}:
+            self.frac = np.stack([sp.x0_fraction(t, a, s) for t, a, s in zip(times, self.alpha, self.sigma)])
+
+    def stage_affine(self, ts, kind: str):
+        """Per-mode ``f(y) = mult * y + off`` for stages at times ``ts``; arrays (n, d)."""
+        rows = np.array([self.index[t] for t in ts])
+        g = self.gains[rows]
+        a = self.alpha[rows][:, None]
+        s = self.sigma[rows][:, None]
+        am = a * self.mu
+        if kind == "score":
+            return -g, g * am
+        if kind == "eps":
+            return s * g, -s * g * am
+        frac = self.frac[rows]
+        if kind == "ax0":
+            return frac, am - frac * am
+        k = frac / a
+        return k, self.mu - k * am
+
+
+def run_spectral(model, prog: SamplerProgram) -> SpectralMap:
+    """Exact per-mode map of a stepped program (see the module docstring)."""
+    d = model.dim
+    if not prog.steps:
+        return SpectralMap(np.ones(d), np.zeros(d), np.zeros(d))
+    modes = ModeTables(model, prog)
+    T, N, c = _step_maps(prog, modes)
+    K = len(prog.slots)
+    if K == 1:
+        a, b, v = T[:, 0, 0], c[:, 0], N[:, 0, 0]
+        suffix = np.ones_like(a)  # suffix[k] = prod_{j > k} a_j
+        if len(a) > 1:
+            suffix[:-1] = np.cumprod(a[::-1], axis=0)[::-1][1:]
+        return SpectralMap(suffix[0] * a[0], np.sum(suffix * b, axis=0), np.sum(suffix**2 * v, axis=0))
+    P = np.zeros((K, d))
+    P[0] = 1.0
+    q = np.zeros((K, d))
+    Q = np.zeros((K, K, d))
+    for k in range(len(prog.steps)):
+        Tk = T[k]
+        P = np.einsum("ijd,jd->id", Tk, P)
+        q = np.einsum("ijd,jd->id", Tk, q) + c[k]
+        Q = np.einsum("ikd,kld,jld->ijd", Tk, Q, Tk) + N[k]
+    return SpectralMap(P[0], q[0], np.maximum(Q[0, 0], 0.0))
+
+
+# ------------------------------------------------------------------------------------------------
+# exact interpreter, dense: blocks are None (zero), a float (multiple of I) or a (d, d) array
+def _bmul(a, b):
+    if a is None or b is None:
+        return None
+    if isinstance(a, float):
+        return a * b
+    if isinstance(b, float):
+        return a * b
+    return a @ b
+
+
+def _badd(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if isinstance(a, float) and isinstance(b, float):
+        return a + b
+    if isinstance(a, float):
+        return b + a * np.eye(b.shape[0])
+    if isinstance(b, float):
+        return a + b * np.eye(a.shape[0])
+    return a + b
+
+
+def _bT(a):
+    return a if (a is None or isinstance(a, float)) else a.T
+
+
+def _bvec(a, v):
+    if a is None:
+        return np.zeros_like(v)
+    return a * v if isinstance(a, float) else a @ v
+
+
+def _bfull(a, d):
+    if a is None:
+        return np.zeros((d, d))
+    return a * np.eye(d) if isinstance(a, float) else a
+
+
+class _DenseWeights:
+    """``f(y) = F y + f0`` for each stage kind at time t (small cache: grids revisit few times at once)."""
+
+    def __init__(self, model, process):
+        self.model, self.process = model, process
+        self.cache: dict = {}
+
+    def __call__(self, t: float, kind: str):
+        key = (t, kind)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        if len(self.cache) > 8:
+            self.cache.clear()
+        model = self.model
+        if kind == "score":
+            F, f0 = model.score_affine(t)
+        elif kind == "eps":
+            F, f0 = model.affine(t)
+        else:
+            a, s = float(self.process.alpha(t)), float(self.process.sigma(t))
+            scale = 1.0 if kind == "ax0" else a
+            if model.spectral is not None:
+                sp = model.spectral
+                model._checked_gains(t, a, s)
+                k = sp.x0_fraction(t, a, s) / scale
+                F = (sp.basis * k) @ sp.basis.T
+                f0 = (a / scale) * sp.mean - a * (F @ sp.mean)
+            else:
+                W, b = model.affine(t)
+                F = (np.eye(model.dim) - s * W) / scale
+                f0 = -s * b / scale
+        self.cache[key] = (F, f0)
+        return F, f0
+
+
+def run_dense(model, prog: SamplerProgram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact map ``x_T -> M x_T + m + N(0, Q)`` of a stepped program with d x d blocks."""
+    d = model.dim
+    K = len(prog.slots)
+    weights = _DenseWeights(model, prog.process)
+    P: list = [1.0] + [None] * (K - 1)
+    q = [np.zeros(d) for _ in range(K)]
+    Q: dict = {}
+    for st in prog.steps:
+        R = K + st.noises
+        regs = [([1.0 if r == i else None for r in range(R)], np.zeros(d)) for i in range(R)]
+        for stage in st.stages:
+            blocks: list = [None] * R
+            const = np.zeros(d)
+            for r, w in enumerate(stage.inputs):
+                if w == 0:
+                    continue
+                rb, rc = regs[r]
+                blocks = [_badd(x, _bmul(float(w), y)) for x, y in zip(blocks, rb)]
+                const = const + w * rc
+            F, f0 = weights(stage.t, stage.kind)
+            regs.append(([_bmul(F, b) for b in blocks], F @ const + f0))
+        T, U, c = [], [], []
+        for row in st.writes:
+            blocks = [None] * R
+            const = np.zeros(d)
+            for r, w in enumerate(row):
+                if w == 0:
+                    continue
+                rb, rc = regs[r]
+                blocks = [_badd(x, _bmul(float(w), y)) for x, y in zip(blocks, rb)]
+                const = const + w * rc
+            T.append(blocks[:K])
+            U.append(blocks[K:])
+            c.append(const)
+        newP = []
+        newq = []
+        for i in range(K):
+            acc, accq = None, c[i].copy()
+            for k in range(K):
+                acc = _badd(acc, _bmul(T[i][k], P[k]))
+                accq = accq + _bvec(T[i][k], q[k])
+            newP.append(acc)
+            newq.append(accq)
+        # Q' = T Q T^T + U U^T, blockwise (i <= j)
+        def Qget(k, l):
+            if k <= l:
+                return Q.get((k, l))
+            return _bT(Q.get((l, k)))
+
+        TQ = [[None] * K for _ in range(K)]
+        for i in range(K):
+            for l in range(K):
+                acc = None
+                for k in range(K):
+                    if T[i][k] is not None:
+                        acc = _badd(acc, _bmul(T[i][k], Qget(k, l)))
+                TQ[i][l] = acc
+        newQ: dict = {}
+        for i in range(K):
+            for j in range(i, K):
+                acc = None
+                for l in range(K):
+                    acc = _badd(acc, _bmul(TQ[i][l], _bT(T[j][l])))
+                for n in range(st.noises):
+                    acc = _badd(acc, _bmul(U[i][n], _bT(U[j][n])))
+                if acc is not None:
+                    newQ[(i, j)] = acc
+        P, q, Q = newP, newq, newQ
+    M = _bfull(P[0], d)
+    cov = _bfull(Q.get((0, 0)), d)
+    return M, q[0], 0.5 * (cov + cov.T)
+
+
+# ------------------------------------------------------------------------------------------------
+# Monte Carlo interpreter (points)
+def run_points(model, prog: SamplerProgram, x: np.ndarray, gen: np.random.Generator, on_step=None) -> np.ndarray:
+    """Run a stepped program on the rows of ``x`` for any score model (the Monte Carlo twin)."""
+    K = len(prog.slots)
+    slots = [x] + [np.zeros_like(x) for _ in range(K - 1)]
+    for st in prog.steps:
+        regs = list(slots) + [gen.standard_normal(x.shape) for _ in range(st.noises)]
+        for stage in st.stages:
+            y = _combine(stage.inputs, regs, x)
+            if stage.kind == "score":
+                out = model.score(y, stage.t)
+            elif stage.kind == "eps":
+                out = model.eps(y, stage.t)
+            elif stage.kind == "x0":
+                out = model.x0(y, stage.t)
+            else:
+                a = float(prog.process.alpha(stage.t))
+                if a > 1e-150:
+                    out = a * np.atleast_2d(model.x0(y, stage.t))
+                else:  # alpha x0_hat = y - sigma eps_hat (x0_hat itself is not representable)
+                    out = y - float(prog.process.sigma(stage.t)) * np.atleast_2d(model.eps(y, stage.t))
+            regs.append(np.atleast_2d(out))
+        slots = [_combine(row, regs, x) for row in st.writes]
+        if on_step is not None:
+            on_step()
+    return slots[0]
+
+
+def _combine(coefs, regs, like):
+    out = None
+    for c, r in zip(coefs, regs):
+        if c == 0:
+            continue
+        out = c * r if out is None else out + c * r
+    return np.zeros_like(like) if out is None else out
