@@ -340,8 +340,10 @@ def run_spectral(model, prog: SamplerProgram) -> SpectralMap:
         a, b, v = T[:, 0, 0], c[:, 0], N[:, 0, 0]
         suffix = np.ones_like(a)  # suffix[k] = prod_{j > k} a_j
         if len(a) > 1:
-            suffix[:-1] = np.cumprod(a[::-1], axis=0)[::-1][1:]
-        return SpectralMap(suffix[0] * a[0], np.sum(suffix * b, axis=0), np.sum(suffix**2 * v, axis=0))
+            with np.errstate(over="ignore", invalid="ignore"):  # an overflowing law is reported by the caller
+                suffix[:-1] = np.cumprod(a[::-1], axis=0)[::-1][1:]
+        with np.errstate(over="ignore", invalid="ignore"):
+            return SpectralMap(suffix[0] * a[0], np.sum(suffix * b, axis=0), np.sum(suffix**2 * v, axis=0))
     P = np.zeros((K, d))
     P[0] = 1.0
     q = np.zeros((K, d))

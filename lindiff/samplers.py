@@ -169,8 +169,9 @@ class _Level:
             self.sv = math.exp(self.lsv) if self.lsv < 709.0 else math.inf
 
     def ratio(self, other: "_Level") -> float:
-        """``alpha(other) / alpha(self)``."""
-        return math.exp(other.la - self.la)
+        """``alpha(other) / alpha(self)`` (``inf`` past float64 range; builders then report the grid)."""
+        x = other.la - self.la
+        return math.exp(x) if x < 709.0 else math.inf
 
 
 def _time_at(process: Process, sv: float, what: str) -> float:
@@ -201,6 +202,23 @@ def _one_stage(t, t_next, a, c, noise, kind="score") -> Step:
     b = StepBuilder(t, t_next, 1)
     f = b.stage(t, {0: 1.0}, kind)
     combo = {0: float(a), f: float(c)}
+    if noise:
+        combo[b.noise()] = float(noise)
+    b.write(0, combo)
+    return b.build()
+
+
+def _first_order(lv: _Level, ln: _Level, x_coef: float, d_coef: float, noise: float = 0.0) -> Step:
+    """``x' = x_coef x + d_coef alpha' x0_hat(x, t) + noise z``: the data prediction enters as ``x0`` or,
+    where alpha(t) underflows, as ``alpha x0_hat`` with the ratio ``alpha'/alpha`` (kept in logs)."""
+    b = StepBuilder(lv.t, ln.t, 1)
+    if lv.a > 1e-150:
+        f = b.stage(lv.t, {0: 1.0}, "x0")
+        c = d_coef * ln.a
+    else:
+        f = b.stage(lv.t, {0: 1.0}, "ax0")
+        c = d_coef * lv.ratio(ln) if d_coef else 0.0
+    combo = {0: float(x_coef), f: float(c)}
     if noise:
         combo[b.noise()] = float(noise)
     b.write(0, combo)
@@ -238,10 +256,11 @@ def _build_ddim(process, g, o):
         rest = -np.expm1(la_next) - nu * nu
         if rest < -1e-12:
             raise ValueError(f"eta={eta} makes 1 - alpha_bar' - nu^2 negative at t={t:g}; use 0 <= eta <= 1")
-        ratio = np.exp(0.5 * (la_next - la))  # sqrt(alpha_bar'/alpha_bar), finite where both underflow
-        # x' = sqrt(abar'/abar) (x + sigma^2 score) - sqrt(1 - abar' - nu^2) sigma score + nu z
-        c = ratio * sig * sig - np.sqrt(max(rest, 0.0)) * sig
-        steps.append(_one_stage(t, t_next, ratio, c, float(nu) + 0.0))
+        # x' = sqrt(abar') x0_hat + c_e eps_hat + nu z with eps_hat = (x - alpha x0_hat)/sigma:
+        # x' = (c_e/sigma) x + (alpha' - c_e alpha/sigma) x0_hat + nu z (no cancellation where alpha underflows)
+        c_e = np.sqrt(max(rest, 0.0))
+        lv, ln = _Level(process, t), _Level(process, t_next)
+        steps.append(_first_order(lv, ln, c_e / sig, 1.0 - c_e * lv.a / (sig * ln.a) if ln.a > 0 else 1.0, float(nu) + 0.0))
     return steps, ("x",)
 
 
@@ -275,11 +294,6 @@ def _build_vp(name):
 
 # ------------------------------------------------------------------------------------------------
 # VE-state methods (Karras et al. 2022; k-diffusion; diffusers' sigma schedulers)
-def _ve_point(b: StepBuilder, combo_ve: dict, lv: _Level) -> dict:
-    """VP point at level ``lv`` from a VE-state combination (``x = alpha x_ve``)."""
-    return lc((lv.a, combo_ve))
-
-
 def _ancestral(sv: float, sv_next: float, eta: float, rho: float) -> tuple[float, float]:
     """k-diffusion's ``get_ancestral_step`` as fractions of ``sigma_ve'``: (sigma_down, sigma_up) / sigma_ve'.
 
@@ -302,9 +316,9 @@ def _build_euler_ancestral(process, g, o):
         r = lv.ratio(ln)
         rho = math.exp(ln.lsv - lv.lsv) if ln.s > 0 else 0.0
         down, up = _ancestral(lv.sv, ln.sv, eta, rho)
-        # x_ve' = x_ve + (sigma_down - sigma) eps_hat + s_noise sigma_up z, times alpha'
+        # x_ve' = x_ve + (sigma_down - s) eps_hat + s_noise sigma_up z = (sigma_down/s) x_ve + (1 - sigma_down/s) D + ...
         noise = s_noise * ln.s * up if ln.s > 0 else 0.0
-        steps.append(_one_stage(lv.t, ln.t, r, ln.s * down - lv.s * r, noise, "eps"))
+        steps.append(_first_order(lv, ln, ln.s * down / lv.s, 1.0 - down * rho, noise))
     return steps, ("x",)
 
 
@@ -542,9 +556,10 @@ def _build_churn_family(name: str):
         for k in range(n):
             lv, ln = _Level(process, g[k]), _Level(process, g[k + 1])
             if name == "euler_ve" and not _churn_gamma(o, lv.sv, n):
-                # no churn on this step: the underflow-safe Euler form (alpha ratios in logs)
-                r = lv.ratio(ln)
-                steps.append(_one_stage(lv.t, ln.t, r, ln.s - lv.s * r, 0.0, "eps"))
+                # no churn on this step: Euler in the VE state is x'_ve = rho x_ve + (1 - rho) D, rho = s'/s
+                # (DDIM); written through the data prediction, it stays accurate where alpha underflows
+                rho = math.exp(ln.lsv - lv.lsv) if ln.s > 0 else 0.0
+                steps.append(_first_order(lv, ln, ln.s / lv.s if ln.s > 0 else 0.0, 1.0 - rho))
                 continue
             _normal_levels(name, lv)
             b = StepBuilder(lv.t, ln.t, 1)
@@ -736,8 +751,6 @@ def _build_dpmpp_sde(process, g, o):
 
 # ------------------------------------------------------------------------------------------------
 # registry entries
-_GRID_DOC = ""
-
 _register("ddpm", r"""
 Ancestral sampling, Ho et al. (2020) eq. (11), on any decreasing subsequence of times with the
 skip-step ``beta~ = 1 - alpha_bar_t / alpha_bar_prev``:
@@ -1071,11 +1084,11 @@ def _continuous_spectral(model: AffineModel, prog: SamplerProgram, rtol: float):
     lT, l1 = _Level(process, T), _Level(process, t1)
     if sp.is_exact_gaussian_score:
         # alpha ratios through logs: finite where alpha(t) underflows (the law then forgets x_T)
-        r = lT.ratio(l1)  # alpha_1 / alpha_T
+        q = l1.ratio(lT)  # alpha_T / alpha_1 <= 1
         lamT = lT.a * lT.a * l + lT.s * lT.s
         lam1 = l1.a * l1.a * l + l1.s * l1.s
         if sde:
-            k = lam1 / (r * lamT) if r > 0 else np.zeros_like(l)
+            k = q * lam1 / lamT
             Q = np.maximum(lam1 - k * k * lamT, 0.0)
         else:
             k = np.sqrt(lam1 / lamT)
@@ -1084,22 +1097,87 @@ def _continuous_spectral(model: AffineModel, prog: SamplerProgram, rtol: float):
     d = model.dim
     # integrate in u = B(t) (dB = beta dt): the rates become O(1) however fast beta(t) is
     uT, u1 = -2.0 * lT.la, -2.0 * l1.la
+    w = 1.0 if sde else 0.5  # (g^2 or g^2/2) / beta
+    M, m, Q = np.ones(d), np.zeros(d), np.zeros(d)
+    if uT > _U_FLAT and not callable(sp.ridge):
+        # beyond u = B = 200 alpha^2 = e^{-u} is below float64 resolution next to sigma^2 = 1, so the gains
+        # are constant and the moment ODEs are solved exactly: rate r = -1/2 + w g, no forcing of the mean,
+        # Q' = 2 r Q - c integrated backwards over D = uT - u_flat (long schedules are stiff for any
+        # explicit solver: B(T) can be ~1e11)
+        g = sp.gains(process.T, 0.0, 1.0)
+        rate = -0.5 + w * g
+        D = uT - _U_FLAT
+        with np.errstate(over="ignore", invalid="ignore"):
+            M = np.exp(-rate * D)
+            if sde:
+                x = -2.0 * rate * D
+                Q = np.where(np.abs(x) > 1e-300, -np.expm1(x) / np.where(rate != 0, 2.0 * rate, 1.0), D)
+        if not (np.all(np.isfinite(M)) and np.all(np.isfinite(Q))):
+            raise ValueError(f"the {prog.name!r} law overflows float64: over B(T) - B(t) = {D:.3g} the model's "
+                             "probability flow expands some directions without bound (its gain there is below "
+                             "the stationary 1/sigma^2, e.g. through ridge or a finite train_time); use a smaller T")
+        uT = _U_FLAT
+        if uT <= u1:
+            return SpectralMap(M, m, np.maximum(Q, 0.0))
+
+    budget = _Budget(prog.name, rtol)
 
     def rhs(u, y):
+        budget.tick()
         t = _time_of_B(process, u)
         a, s = math.exp(-0.5 * u), math.sqrt(-math.expm1(-u))
         g = sp.gains(t, a, s)
-        w = 1.0 if sde else 0.5  # (g^2 or g^2/2) / beta
         rate = -0.5 + w * g
         M, m, Q = y[:d], y[d : 2 * d], y[2 * d :]
         return np.concatenate([rate * M, rate * m - w * g * a * mu, 2 * rate * Q - (1.0 if sde else 0.0)])
 
-    y0 = np.concatenate([np.ones(d), np.zeros(d), np.zeros(d)])
-    sol = solve_ivp(rhs, (uT, u1), y0, method="DOP853", rtol=rtol, atol=rtol * 1e-3)
-    if not sol.success:
-        raise RuntimeError(f"moment ODE integration failed: {sol.message}")
+    y0 = np.concatenate([M, m, Q])
+    # LSODA switches to a stiff method when the interval is long (callable ridge over a huge B(T))
+    method = "DOP853" if uT - u1 < 1e3 else "LSODA"
+    sol = budget.solve(rhs, (uT, u1), y0, method)
     y = sol.y[:, -1]
     return SpectralMap(y[:d], y[d : 2 * d], np.maximum(y[2 * d :], 0.0))
+
+
+_U_FLAT = 200.0
+
+
+class _OverBudget(Exception):
+    pass
+
+
+class _Budget:
+    """Bounds the moment-ODE work: a smooth model needs a few thousand evaluations; one whose weights are
+    not smooth in t (round-off of a fit with condition number ~1e20 and beyond) cannot meet ``rtol`` and
+    would otherwise run for minutes."""
+
+    LIMIT = 20_000
+
+    def __init__(self, name: str, rtol: float):
+        self.name, self.rtol, self.count = name, rtol, 0
+
+    def tick(self, y=None) -> None:
+        self.count += 1
+        if self.count > self.LIMIT:
+            raise _OverBudget
+        if y is not None and not np.all(np.isfinite(y)):
+            raise _OverBudget("overflow")
+
+    def solve(self, rhs, span, y0, method):
+        try:
+            sol = solve_ivp(rhs, span, y0, method=method, rtol=self.rtol, atol=self.rtol * 1e-3)
+        except _OverBudget as exc:
+            if exc.args:
+                raise ValueError(f"the {self.name!r} moment ODE overflowed float64 over this schedule: the law is "
+                                 "unbounded (a flow that expands some directions, e.g. through ridge or a finite "
+                                 "train_time) or the schedule is too long for the dense integration; use a smaller T") from None
+            raise ValueError(f"the {self.name!r} moment ODE did not reach rtol={self.rtol:g} within {self.LIMIT} "
+                             "evaluations: the model's weights are not smooth enough in t at that precision (typically "
+                             "round-off in a fit whose covariance has a condition number beyond ~1e16); pass a larger "
+                             "rtol, or a ridge") from None
+        if not sol.success:
+            raise ValueError(f"the {self.name!r} moment ODE integration failed ({sol.message}); try a larger rtol")
+        return sol
 
 
 def _continuous_dense(model: AffineModel, prog: SamplerProgram, rtol: float):
@@ -1111,7 +1189,10 @@ def _continuous_dense(model: AffineModel, prog: SamplerProgram, rtol: float):
     lT, l1 = _Level(process, T), _Level(process, t1)
     uT, u1 = -2.0 * lT.la, -2.0 * l1.la
 
+    budget = _Budget(prog.name, rtol)
+
     def rhs(u, y):
+        budget.tick(y)
         t = _time_of_B(process, u)
         A, c = model.score_affine(t)
         w = 1.0 if sde else 0.5
@@ -1119,13 +1200,13 @@ def _continuous_dense(model: AffineModel, prog: SamplerProgram, rtol: float):
         M = y[: d * d].reshape(d, d)
         m = y[d * d : d * d + d]
         Q = y[d * d + d :].reshape(d, d)
-        dQ = R @ Q + Q @ R.T - (1.0 if sde else 0.0) * eye
-        return np.concatenate([(R @ M).ravel(), R @ m - w * c, dQ.ravel()])
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught by the budget's finiteness check
+            dQ = R @ Q + Q @ R.T - (1.0 if sde else 0.0) * eye
+            return np.concatenate([(R @ M).ravel(), R @ m - w * c, dQ.ravel()])
 
     y0 = np.concatenate([eye.ravel(), np.zeros(d), np.zeros(d * d)])
-    sol = solve_ivp(rhs, (uT, u1), y0, method="DOP853", rtol=rtol, atol=rtol * 1e-3)
-    if not sol.success:
-        raise RuntimeError(f"moment ODE integration failed: {sol.message}")
+    method = "DOP853" if uT - u1 < 1e3 else "LSODA"  # long schedules are stiff for explicit solvers
+    sol = budget.solve(rhs, (uT, u1), y0, method)
     y = sol.y[:, -1]
     Q = y[d * d + d :].reshape(d, d)
     return y[: d * d].reshape(d, d), y[d * d : d * d + d], 0.5 * (Q + Q.T)
@@ -1133,6 +1214,9 @@ def _continuous_dense(model: AffineModel, prog: SamplerProgram, rtol: float):
 
 def _finite_law(sampler, *arrays):
     if not all(np.all(np.isfinite(a)) for a in arrays):
+        if sampler in ("sde", "ode"):
+            raise ValueError(f"the {sampler!r} law overflows float64: the model's flow expands some directions without "
+                             "bound over this schedule; use a smaller T")
         raise ValueError(f"the law of sampler {sampler!r} overflows float64 on this grid (a step multiplies the state "
                          "by more than ~1e154); use more steps (or a grid that starts at a smaller time)")
 

@@ -7,7 +7,6 @@ diffusers release fixes one, the test reports XPASS.
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.extras
 diffusers = pytest.importorskip("diffusers", reason="the optional extra lindiff[diffusers] is not installed")
 pytest.importorskip("torch")
 
@@ -15,8 +14,8 @@ import lindiff as ld  # noqa: E402
 from lindiff.adapters.diffusers import check_scheduler, reference_for  # noqa: E402
 
 # diffusers' set_timesteps converts torch tensors with np.array (numpy 2 deprecation inside diffusers)
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning",
-                                        "ignore:__array_wrap__ must accept context:DeprecationWarning")
+pytestmark = [pytest.mark.extras, pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning",
+                                        "ignore:__array_wrap__ must accept context:DeprecationWarning")]
 
 X = ld.Gaussian.from_spectrum([2.0, 0.7, 0.1], mean=[0.5, 0.0, -0.5]).sample(10, 0)
 

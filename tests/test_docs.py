@@ -40,3 +40,19 @@ def test_nothing_cites_the_private_notes():
     for source in SOURCES:
         for k, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
             assert not PRIVATE.search(line), f"{source.relative_to(ROOT)}:{k} cites private notes: {line.strip()}"
+
+
+def test_readme_names_every_sampler_and_the_count_is_right():
+    import lindiff
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [name for name in lindiff.SAMPLERS if f"`{name}`" not in text]
+    assert not missing, f"README does not list the samplers {missing}"
+    assert f"{len(lindiff.SAMPLERS)} samplers" in text
+
+
+def test_sampling_law_help_lists_every_sampler():
+    import lindiff
+
+    doc = lindiff.sampling_law.__doc__ + (lindiff.samplers.__doc__ or "")
+    assert all(f"``{name!r}``" in doc or f"``\"{name}\"``" in doc or f"'{name}'" in doc for name in lindiff.SAMPLERS)

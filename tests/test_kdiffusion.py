@@ -4,6 +4,7 @@
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.extras
 torch = pytest.importorskip("torch", reason="the k-diffusion adapter needs torch (pip install 'lindiff[kdiffusion]')")
 pytest.importorskip("torchsde", reason="k-diffusion's sampler module imports torchsde (pip install 'lindiff[kdiffusion]')")
 pytest.importorskip("torchdiffeq", reason="k-diffusion's sampler module imports torchdiffeq (pip install 'lindiff[kdiffusion]')")

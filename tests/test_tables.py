@@ -46,6 +46,7 @@ def test_infinite_values_keep_their_reason():
     assert table.render("latex").count("$\\infty$") == 1
 
 
+@pytest.mark.extras
 def test_to_pandas():
     pd = pytest.importorskip("pandas", reason="the optional extra lindiff[pandas] is not installed")
     table = ld.Table("cap", [ld.Column("N"), ld.Column("KL", "nats", "exact"), ld.Column("label")],
