@@ -22,8 +22,8 @@ from scipy.integrate import solve_ivp
 
 from . import _linalg
 from ._progress import Progress
-from ._validation import RNGLike, as_points, as_positive_int, as_rng, as_training_set
-from .gaussian import Gaussian
+from ._validation import RNGLike, as_nonnegative_float, as_points, as_positive_int, as_rng, as_training_set
+from .gaussian import Gaussian, Infinite
 from .processes import Process
 from ._program import run_points
 from .samplers import _build
@@ -35,7 +35,11 @@ __all__ = ["Estimate", "sample", "moment_z_scores", "moment_p_values", "max_abs_
 
 @dataclass(frozen=True)
 class Estimate:
-    """A Monte Carlo mean with its standard error."""
+    """A Monte Carlo mean with its standard error, from ``n >= 2`` draws.
+
+    ``mean`` is an :class:`lindiff.Infinite` (with ``stderr = 0``) when the simulation proves the value
+    infinite, e.g. :func:`kl` with a draw from p where q has no density.
+    """
 
     mean: float
     stderr: float
@@ -55,10 +59,24 @@ class Estimate:
         yield self.stderr
 
 
-def _estimate(values: np.ndarray) -> Estimate:
+def _draws(n) -> int:
+    """The number of Monte Carlo draws: at least two, since one draw has no standard error (an
+    :class:`Estimate` without an error is not a Monte Carlo figure)."""
+    n = as_positive_int(n, "n")
+    if n < 2:
+        raise ValueError(f"n must be an integer >= 2 (one draw gives no standard error for the estimate), got {n}")
+    return n
+
+
+def _estimate(values: np.ndarray, what: str) -> Estimate:
     values = np.asarray(values, float)
     n = values.size
-    return Estimate(float(values.mean()), float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf"), n)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, sd = float(values.mean()), float(values.std(ddof=1))
+    if not (np.all(np.isfinite(values)) and np.isfinite(mean) and np.isfinite(sd)):
+        raise ValueError(f"{what} exceeds the float64 range at some of the {n} draws; the Monte Carlo estimate "
+                         "is not representable (rescale the problem)")
+    return Estimate(mean, float(sd / np.sqrt(n)), n)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -263,13 +281,14 @@ def dsm_loss(model: ScoreModel, data, t, n: int = 100_000, rng: RNGLike = None) 
     r"""Monte Carlo :math:`\mathbb E\|\varepsilon - \hat\varepsilon(\alpha x_0 + \sigma\varepsilon, t)\|^2` with
     ``x0`` drawn from ``data`` (a Gaussian, or uniformly from training points)."""
     gen = as_rng(rng)
-    n = as_positive_int(n, "n")
+    n = _draws(n)
     process = model.process
     a, s = float(process.alpha(t)), float(process.sigma(t))
     x0 = _draw_data(data, n, gen)
     eps = gen.standard_normal(x0.shape)
-    resid = eps - model.eps(a * x0 + s * eps, t)
-    return _estimate(np.sum(resid**2, axis=1))
+    with np.errstate(over="ignore"):  # beyond float64: _estimate says so
+        resid = np.sum((eps - model.eps(a * x0 + s * eps, t)) ** 2, axis=1)
+    return _estimate(resid, "the squared eps-prediction error")
 
 
 def fit_linear(data, process: Process, t, n: int = 200_000, rng: RNGLike = None, ridge: float = 0.0):
@@ -277,10 +296,13 @@ def fit_linear(data, process: Process, t, n: int = 200_000, rng: RNGLike = None,
 
     Minimises :math:`\frac1n\sum\|\varepsilon - W x_t - b\|^2 + r\|W\|_F^2`; converges to
     ``LinearDenoiser.fit`` (data = training points) or ``.population`` (data = Gaussian) as n grows.
-    Returns ``(W, b)``.
+    Returns ``(W, b)``.  When the sampled ``x_t`` do not span the space (``n <= d``, or a law with no
+    variance in some direction at this time) the normal equation is singular and the minimum-norm
+    solution is returned (the ``ridge -> 0`` limit), with the shared zero cut-off of ``lindiff._linalg``.
     """
     gen = as_rng(rng)
     n = as_positive_int(n, "n")
+    ridge = as_nonnegative_float(ridge, "ridge")
     a, s = float(process.alpha(t)), float(process.sigma(t))
     x0 = _draw_data(data, n, gen)
     eps = gen.standard_normal(x0.shape)
@@ -288,7 +310,7 @@ def fit_linear(data, process: Process, t, n: int = 200_000, rng: RNGLike = None,
     xm, em = x.mean(axis=0), eps.mean(axis=0)
     cxx = (x - xm).T @ (x - xm) / n + ridge * np.eye(x.shape[1])
     cex = (eps - em).T @ (x - xm) / n
-    W = np.linalg.solve(cxx, cex.T).T
+    W = _linalg.solve_psd(0.5 * (cxx + cxx.T), cex.T).T
     return W, em - W @ xm
 
 
@@ -323,21 +345,62 @@ def gradient_descent(X, process: Process, t, train_time: float, lr: float = 1.0,
 
 
 def kl(p: Gaussian, q: Gaussian, n: int = 100_000, rng: RNGLike = None) -> Estimate:
-    r""":math:`\mathrm{KL}(p\|q) \approx \frac1n\sum_i[\log p(x_i) - \log q(x_i)]`, :math:`x_i\sim p`."""
+    r""":math:`\mathrm{KL}(p\|q) \approx \frac1n\sum_i[\log p(x_i) - \log q(x_i)]`, :math:`x_i\sim p`.
+
+    Singular laws are allowed: the log-densities are then taken on each law's support (see
+    :meth:`Gaussian.logpdf`), which compares like with like only when both supports have the same
+    dimension.  The estimate is a certain :class:`lindiff.Infinite` (``stderr = 0``) when p and q have
+    different ranks (one law puts all its mass on a set the other gives none), or when some draw from p
+    lies where q has no density (off q's support, or with a log-density below the float64 range) —
+    the cases where ``lindiff.kl`` is infinite, detected from the draws themselves.
+
+    >>> est = kl(Gaussian([0.0], [[1.0]]), Gaussian([1.0], [[2.0]]), 20_000, rng=0)
+    >>> abs(est.mean - 0.346574) < 5 * est.stderr
+    True
+    """
     for name, g in (("p", p), ("q", q)):
         if not isinstance(g, Gaussian):
             raise TypeError(f"{name} must be a lindiff.Gaussian, got {type(g).__name__}")
-    x = p.sample(as_positive_int(n, "n"), as_rng(rng))
-    return _estimate(p.logpdf(x) - q.logpdf(x))
+    if p.dim != q.dim:
+        raise ValueError(f"p and q must have the same dimension, got {p.dim} and {q.dim}")
+    n = _draws(n)
+    x = p.sample(n, as_rng(rng))
+    if p.rank != q.rank:
+        return Estimate(Infinite(f"p has rank {p.rank} and q rank {q.rank}: one puts all its mass where the "
+                                 "other has none"), 0.0, n)
+    log_q = np.asarray(q.logpdf(x))
+    off = int(np.count_nonzero(log_q == -np.inf))
+    if off:
+        return Estimate(Infinite(f"{off} of {n} draws from p have no density under q (off q's support, or a "
+                                 "log-density below the float64 range)"), 0.0, n)
+    return _estimate(p.logpdf(x) - log_q, "log p - log q")
 
 
 def score_finite_difference(model, x, t, h: float = 1e-5) -> np.ndarray:
-    """Central differences of ``model.logpdf(., t)`` at the rows of x (twin of ``model.score``)."""
+    r"""Central differences of ``model.logpdf(., t)`` at the rows of x (twin of ``model.score``):
+    :math:`\partial_j \log p_t(x) \approx [\log p_t(x + h e_j) - \log p_t(x - h e_j)] / (2h)`.
+
+    Where ``x +- h e_j`` has no density (``logpdf = -inf``: it steps off the support of a singular
+    ``p_t``, or the log-density is below the float64 range) the difference is undefined and a
+    ``ValueError`` names ``h``.
+    """
     pts, single = as_points(x, model.dim)
+    h = as_nonnegative_float(h, "h")
+    if h == 0:
+        raise ValueError("h must be a finite positive step, got 0")
     d = model.dim
     out = np.empty_like(pts)
     for j in range(d):
         e = np.zeros(d)
         e[j] = h
-        out[:, j] = (np.asarray(model.logpdf(pts + e, t)) - np.asarray(model.logpdf(pts - e, t))) / (2 * h)
+        up, down = np.asarray(model.logpdf(pts + e, t)), np.asarray(model.logpdf(pts - e, t))
+        if not (np.all(np.isfinite(up)) and np.all(np.isfinite(down))):
+            raise ValueError(
+                f"the log-density is -inf at x +- h e_{j} for h = {h:g} (a step off the support of p_t, or below the "
+                "float64 range): the finite difference is undefined there; use a smaller h or points where p_t has "
+                "a density")
+        with np.errstate(over="ignore"):
+            out[:, j] = (up - down) / (2 * h)
+        if not np.all(np.isfinite(out[:, j])):
+            raise ValueError(f"the finite difference along e_{j} exceeds the float64 range for h = {h:g}")
     return out[0] if single else out

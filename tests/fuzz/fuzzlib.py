@@ -38,11 +38,6 @@ OUTCOMES = ("valid", "infinite", "rejected", "defect", "known")
 # reported with a reproducer, but not failing the suite; each line goes when its owner's fix has landed.
 # (entry-point prefix, defect kind contains, detail contains, where and who)
 KNOWN = [
-    ("mc.", "plain inf", "stderr=inf, n=1", "lindiff/mc.py: the Estimate of n = 1 draw has stderr = inf"),
-    ("mc.kl", "foreign RuntimeWarning", "", "lindiff/mc.py: mc.kl with a singular q warns (log-density -inf - -inf)"),
-    ("mc.kl", "plain inf", "mean=inf", "lindiff/mc.py: mc.kl with a singular q returns plain inf"),
-    ("mc.fit_linear", "foreign LinAlgError", "", "lindiff/mc.py: fit_linear solves a singular normal equation"),
-    ("mc.score_finite_difference", "foreign RuntimeWarning", "", "lindiff/mc.py: finite differences overflow/NaN"),
     ("memorisation.", "foreign ValueError", "f(a) and f(b)", "lindiff/memorisation.py: collapse_time's brentq bracket"),
     ("rmt.Silverstein", "foreign RuntimeWarning", "", "lindiff/rmt.py: Silverstein.stieltjes at z = -1 divides by zero"),
     ("stability.replace_one [invalid", "", "", "lindiff/stability.py: replace_one(i=nan) foreign error, i='1' accepted"),
