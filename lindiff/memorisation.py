@@ -59,33 +59,63 @@ def _snr(process: Process, t):
     return a2 / s2
 
 
+def _spectrum(eigenvalues) -> np.ndarray:
+    lam = as_finite_array(eigenvalues, "eigenvalues", ndim=1)
+    if lam.size == 0 or np.any(lam < 0):
+        raise ValueError(f"eigenvalues must be a non-empty 1-D array of non-negative variances, got {eigenvalues!r}")
+    return lam
+
+
 def collapse_time(eigenvalues, N: int, process: Process) -> float:
     r"""Collapse time t_C of the exact empirical score for Gaussian data (see module docstring).
 
     Solves :math:`\frac{1}{2d}\sum_i\log(1 + \mathrm{SNR}_t\lambda_i) = \log N / d` on the process's time
-    axis (continuous processes only).  The left side diverges as t -> 0 and decreases in t, so the root
-    is unique; ``T`` is returned when the condition still holds at the final time.
+    axis (continuous processes only).  The left side decreases in t and, when some :math:`\lambda_i > 0`,
+    diverges as t -> 0, so the root is unique; it is found in :math:`\log t` (it may lie many decades
+    below T).  ``T`` is returned when the condition still holds at the final time.  When every
+    eigenvalue is zero the left side is 0 at all times: the N training points coincide, the empirical
+    law *is* the population at every t > 0 and nothing collapses, so ``0.0`` is returned (the limit of
+    t_C as the eigenvalues go to zero).  A root below the float64 resolution of the time axis (tiny
+    eigenvalues and a large N) raises a ``ValueError``.
+
+    >>> from lindiff import OU
+    >>> round(collapse_time([1.0] * 10, 1000, OU(10.0)), 6)  # 0.5 log(1 + 1/(N^(2/d) - 1))
+    0.144634
+    >>> collapse_time([0.0, 0.0], 6, OU())
+    0.0
     """
-    lam = as_finite_array(eigenvalues, "eigenvalues", ndim=1)
+    lam = _spectrum(eigenvalues)
     N = as_positive_int(N, "N", minimum=2)
     if process.discrete:
         raise ValueError("collapse_time needs a continuous process (VP, OU)")
+    if not np.any(lam > 0):
+        return 0.0
     d = lam.size
     target = math.log(N) / d
 
-    def excess(t):
-        return 0.5 * float(np.mean(np.log1p(_snr(process, t) * lam))) - target
+    def excess(log_t):
+        with np.errstate(over="ignore"):  # SNR * lambda beyond float64: log1p(inf) = inf, above the target
+            return 0.5 * float(np.mean(np.log1p(_snr(process, math.exp(log_t)) * lam))) - target
 
-    lo, hi = 1e-12 * process.T, process.T
+    hi = math.log(process.T)
     if excess(hi) > 0:
         return float(process.T)
-    return float(brentq(excess, lo, hi, xtol=1e-14, rtol=1e-13))
+    # walk down in decades until the condition holds (it does as t -> 0, where SNR -> inf)
+    lo = hi
+    smallest = math.log(np.finfo(float).tiny) + 1.0
+    while excess(lo) <= 0:
+        if lo <= smallest:
+            raise ValueError(
+                f"the collapse time for N = {N} lies below the float64 range of t (the eigenvalues, largest "
+                f"{float(lam.max()):.3g}, are too small for this N): no time representable in float64 solves the criterion")
+        lo = max(lo - 12 * math.log(10.0), smallest)
+    return float(math.exp(brentq(excess, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps)))
 
 
 def speciation_time(eigenvalues, process: Process) -> float:
     r"""Speciation time: :math:`\alpha_t^2\lambda_{max} = 1` (``0.5 log lambda_max`` for the OU process);
     0.0 when :math:`\lambda_{max} \le 1`."""
-    lam = as_finite_array(eigenvalues, "eigenvalues", ndim=1)
+    lam = _spectrum(eigenvalues)
     if process.discrete:
         raise ValueError("speciation_time needs a continuous process (VP, OU)")
     top = float(lam.max())
@@ -114,6 +144,9 @@ def memorisation_table(p0: Gaussian, N: int, process: Process, t_mins, sampler: 
     X = p0.sample(as_positive_int(N, "N", minimum=2), gen)
     pair = np.sqrt(np.maximum(np.sum(X**2, 1)[:, None] - 2 * X @ X.T + np.sum(X**2, 1)[None, :], 0))
     typical = float(np.median(pair[np.triu_indices(N, 1)]))
+    if typical == 0.0:
+        raise ValueError(f"p0 (rank {p0.rank}) gives training points that coincide (median pair distance 0): the "
+                         "nearest distance relative to their spread is undefined; use a data law with variance")
     emp, lin = EmpiricalScore(X, process), LinearDenoiser.fit(X, process)
     rows = []
     for t_min in t_mins:

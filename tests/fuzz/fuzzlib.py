@@ -38,7 +38,6 @@ OUTCOMES = ("valid", "infinite", "rejected", "defect", "known")
 # reported with a reproducer, but not failing the suite; each line goes when its owner's fix has landed.
 # (entry-point prefix, defect kind contains, detail contains, where and who)
 KNOWN = [
-    ("memorisation.", "foreign ValueError", "f(a) and f(b)", "lindiff/memorisation.py: collapse_time's brentq bracket"),
     ("rmt.Silverstein", "foreign RuntimeWarning", "", "lindiff/rmt.py: Silverstein.stieltjes at z = -1 divides by zero"),
     ("stability.replace_one [invalid", "", "", "lindiff/stability.py: replace_one(i=nan) foreign error, i='1' accepted"),
     ("stability.", "foreign LinAlgError", "", "lindiff/stability.py: replace-one scores solve a singular system"),
@@ -52,7 +51,6 @@ KNOWN = [
     ("sampler_table", "", "", "lindiff/samplers.py: OverflowError / overflow or 0*inf warnings at steep schedules"),
     ("sampling_law", "", "", "lindiff/samplers.py: overflow at steep schedules; steps=True accepted from the program cache"),
     ("mc.sample", "", "", "lindiff/samplers.py via mc.sample: overflow / OverflowError at steep schedules"),
-    ("memorisation.memorisation_table", "foreign ZeroDivisionError", "", "lindiff/memorisation.py: memorisation_table divides by a zero typical distance (data law of rank 0)"),
 ]
 
 
