@@ -32,6 +32,8 @@ from ._validation import as_finite_array, as_positive_float
 
 __all__ = ["MarchenkoPastur", "Silverstein"]
 
+_EPS = float(np.finfo(float).eps)
+
 
 @dataclass(frozen=True)
 class MarchenkoPastur:
@@ -129,10 +131,86 @@ class Silverstein:
         return m
 
     def stieltjes(self, z) -> np.ndarray:
-        """Stieltjes transform ``m(z) = int dF(x)/(x - z)`` of the d x d law, for Im z > 0."""
-        z = np.atleast_1d(np.asarray(z, complex))
-        mu = self._newton(z, self._companion(z))
-        return (mu + (1 - self.q) / z) / self.q
+        r"""Stieltjes transform :math:`m(z) = \int dF(x)/(x - z)` of the d x d law.
+
+        ``z`` must lie in the upper half-plane (Im z > 0) or on the real axis left of the support
+        (z < 0, where m is real).  Each point is reached by continuation along
+        :math:`\operatorname{Re} z + i\eta`, from :math:`\eta` far above the spectrum's scale (where
+        :math:`m \approx -1/z`) down to :math:`\operatorname{Im} z`, with Newton's method at every step
+        and the step shortened whenever Newton leaves the upper half-plane or fails to converge (close to
+        the support a plain fixed-point iteration stalls and an unguided Newton step can jump to the wrong
+        root).  The equation solved is the one whose law has no atom at zero, so nothing cancels as
+        z -> 0: for q < 1 the d x d equation
+        :math:`m = \int dH(\tau)/(\tau(1 - q - qzm) - z)`, for q >= 1 the companion equation above.
+
+        >>> law = Silverstein([1.0], 0.5)  # Marchenko–Pastur with q = 1/2: m(-1) = sqrt(17)/2 - 3/2
+        >>> abs(complex(law.stieltjes(-1.0)[0]) - (17 ** 0.5 / 2 - 1.5)) < 1e-12
+        True
+        """
+        raw = np.atleast_1d(np.asarray(z))
+        if raw.dtype.kind not in "iufc" or raw.ndim != 1:
+            raise ValueError(f"z must be a complex number or a 1-D array of them, got {z!r}")
+        z = raw.astype(complex)
+        if not np.all(np.isfinite(z)):
+            raise ValueError("z contains NaN or infinite entries; finite points are required")
+        ok = (z.imag > 0) | ((z.imag == 0) & (z.real < 0))
+        if not np.all(ok):
+            raise ValueError("z must lie in the upper half-plane (Im z > 0) or on the negative real axis, where the "
+                             f"transform is defined off the support; got {z[~ok][0]!r}")
+        out = np.array([self._continue(complex(v)) for v in z])
+        if self.q >= 1:
+            out = (out + (1 - self.q) / z) / self.q  # companion -> d x d: the atom term dominates, no cancellation
+        return out
+
+    def _continue(self, z: complex) -> complex:
+        """The transform solved for (see :meth:`stieltjes`) at one point, by guarded continuation in Im z."""
+        top = max(float(self.eigenvalues.max()) * (1 + math.sqrt(self.q)) ** 2, abs(z))  # beyond the support's edge
+        eta = max(z.imag, 100.0 * top)
+        m = self._newton_point(complex(z.real, eta), -1.0 / complex(z.real, eta))
+        if m is None:  # pragma: no cover - far from the spectrum m = -1/z + O(1/z^2): Newton converges
+            raise ValueError(f"the Silverstein equation did not converge at z = {z!r}")
+        ratio = 0.1
+        while eta > z.imag:
+            # the negative real axis is reached with a final Newton solve at Im z = 0 (m is real there)
+            trial = z.imag if eta * ratio < 1e-15 * top else max(eta * ratio, z.imag)
+            new = self._newton_point(complex(z.real, trial), m)
+            if new is not None:
+                eta, m = trial, new
+                ratio = max(ratio * ratio, 1e-3)
+                continue
+            ratio = math.sqrt(ratio)
+            if ratio > 1 - 1e-6:
+                raise ValueError(f"the Silverstein equation could not be continued to z = {z!r} (it lies on or too close "
+                                 "to the support for float64); move z further from the support")
+        return m
+
+    def _newton_point(self, z: complex, m: complex) -> complex | None:
+        """Newton's method from ``m``; None unless it converges and stays in the closed upper half-plane."""
+        tau, q = self.eigenvalues, self.q
+        with np.errstate(all="ignore"):  # a diverging step is detected below and retried closer
+            for _ in range(60):
+                if q >= 1:  # companion: z + 1/m - q E[tau / (1 + tau m)] = 0
+                    frac = tau / (1.0 + tau * m)
+                    g = z + 1.0 / m - q * np.mean(frac)
+                    dg = -1.0 / m**2 + q * np.mean(frac**2)
+                    noise = abs(z) + abs(1.0 / m) + q * float(np.mean(np.abs(frac)))
+                else:  # d x d: m - E[1 / (tau (1 - q - q z m) - z)] = 0
+                    inv = 1.0 / (tau * (1.0 - q - q * z * m) - z)
+                    g = m - np.mean(inv)
+                    dg = 1.0 - q * z * np.mean(tau * inv**2)
+                    noise = abs(m) + float(np.mean(np.abs(inv)))
+                if abs(g) <= 8 * _EPS * noise and math.isfinite(abs(g)):
+                    # the residual is at the rounding level of its own terms: m is as accurate as float64 allows
+                    # (near an edge of the support the equation is ill-conditioned and Newton's steps stall here)
+                    return complex(m.real, max(m.imag, 0.0) if z.imag > 0 else 0.0)
+                delta = complex(g / dg)
+                new = m - delta
+                if not (math.isfinite(new.real) and math.isfinite(new.imag)) or new.imag < -1e-12 * abs(new):
+                    return None
+                m = new
+                if abs(delta) <= 1e-14 * abs(m):
+                    return complex(m.real, max(m.imag, 0.0) if z.imag > 0 else 0.0)
+        return None
 
     def _grid(self) -> tuple[np.ndarray, np.ndarray]:
         if "grid" in self._cache:

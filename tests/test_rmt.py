@@ -59,3 +59,49 @@ def test_silverstein_predicts_the_training_loss_for_a_power_law_spectrum():
             vals.append(np.mean(f(np.maximum(lam, 0))))
         errors.append(abs(np.mean(vals) - prediction))
     assert errors[1] < errors[0] and errors[1] < 5e-3
+
+
+def _mp_stieltjes(z: complex, q: float, s: float) -> complex:
+    """Marchenko–Pastur transform at 50 digits: the root of s q z m^2 + (z - s(1 - q)) m + 1 = 0 that is a
+    Stieltjes transform (Im m > 0 above the axis; m > 0 on the negative axis)."""
+    import mpmath
+
+    with mpmath.workdps(50):
+        zz, qq, ss = mpmath.mpc(z.real, z.imag), mpmath.mpf(q), mpmath.mpf(s)
+        a, b = ss * qq * zz, zz - ss * (1 - qq)
+        r = mpmath.sqrt(b * b - 4 * a)
+        roots = [(-b + r) / (2 * a), (-b - r) / (2 * a)]
+        return complex(max(roots, key=(lambda v: v.imag) if z.imag > 0 else (lambda v: v.real)))
+
+
+@pytest.mark.parametrize("scale", [1e-5, 1.0, 2.48e5, 5.87e5])
+@pytest.mark.parametrize("q", [0.3, 1.0, 1.0023, 2.5, 522.6])
+def test_silverstein_stieltjes_near_the_axis_and_at_large_scale(scale, q):
+    """Issue 11: at z = -1 and z = 1 + 1e-3 i with a spectrum of scale ~1e5 the fixed-point iteration stalled and
+    Newton divided by zero / overflowed.  Against the Marchenko–Pastur closed form at 50 digits, at points near
+    zero (where the companion equation cancels for q < 1), near the upper edge and inside the bulk."""
+    law = Silverstein(np.full(2, scale), q)
+    z = np.array([-1.0, 1 + 1e-3j, scale * (1 + math.sqrt(q)) ** 2 + 1e-9j * scale, scale + 1e-12j * scale,
+                  -1e-8 * scale, 1e-8j * scale])
+    m = law.stieltjes(z)
+    exact = np.array([_mp_stieltjes(complex(v), q, scale) for v in z])
+    rel = np.abs(m - exact) / np.abs(exact)
+    # at an edge of the support the equation is ill-conditioned: the upper edge (point 2), and for q = 1 the
+    # hard edge at 0, which points 4 and 5 approach to 1e-8 of the scale
+    tol = np.array([1e-12, 1e-12, 1e-9, 1e-12] + [1e-11 if q == 1.0 else 1e-12] * 2)
+    assert np.all(rel < tol), rel
+    assert np.all(m[z.imag > 0].imag > 0) and np.all(m[z.imag == 0].imag == 0)
+
+
+def test_silverstein_stieltjes_general_spectrum_and_bad_points():
+    tau = np.array([0.5, 2.0, 7.0])
+    law = Silverstein(tau, 0.4)
+    m = law.stieltjes([-1.0, 3.0 + 1e-9j])
+    # the d x d equation holds to rounding, and m(-1) is E[1/(x + 1)] under the limit density
+    residual = m - np.mean(1.0 / (tau[None, :] * (1 - 0.4 - 0.4 * np.array([-1.0, 3.0 + 1e-9j])[:, None] * m[:, None])
+                                   - np.array([-1.0, 3.0 + 1e-9j])[:, None]), axis=1)
+    assert np.all(np.abs(residual) < 1e-14 * np.abs(m))
+    assert m[0].real == pytest.approx(law.expect(lambda x: 1 / (x + 1)), abs=1e-4)
+    for bad in (0.5, 1.0 - 1e-3j, np.nan, "1", [[1j]]):
+        with pytest.raises(ValueError, match="z "):
+            law.stieltjes(bad)

@@ -38,7 +38,6 @@ OUTCOMES = ("valid", "infinite", "rejected", "defect", "known")
 # reported with a reproducer, but not failing the suite; each line goes when its owner's fix has landed.
 # (entry-point prefix, defect kind contains, detail contains, where and who)
 KNOWN = [
-    ("rmt.Silverstein", "foreign RuntimeWarning", "", "lindiff/rmt.py: Silverstein.stieltjes at z = -1 divides by zero"),
     ("stability.replace_one [invalid", "", "", "lindiff/stability.py: replace_one(i=nan) foreign error, i='1' accepted"),
     ("stability.", "foreign LinAlgError", "", "lindiff/stability.py: replace-one scores solve a singular system"),
     ("stability.", "foreign RuntimeWarning", "", "lindiff/stability.py: 0/0 for a data law of rank 0"),
