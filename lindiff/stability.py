@@ -10,7 +10,9 @@ Replace-one.  Replacing training point :math:`z_i` by :math:`z'` changes the mea
 .. math:: \hat\mu' = \hat\mu + \delta,\quad \hat S' = \hat S + \tfrac1N(uu^T - ww^T) - \delta\delta^T,\qquad
           u = z' - \hat\mu,\ w = z_i - \hat\mu,\ \delta = (u - w)/N,
 
-a rank-3 update, so :math:`K'` follows from Woodbury with a 3 x 3 solve (checked against refitting).
+a rank-2 update (:math:`\delta` lies in the span of u and w), so :math:`K'` follows from Woodbury with a
+2 x 2 solve where that is well conditioned, and from refitting where the replacement changes the model
+by orders of magnitude (checked against refitting).
 
 Quantities per (training set, i, z', t), all exact:
 
@@ -35,8 +37,8 @@ is unbounded in z'), so the averaged versions are reported.
 Estimators (all unbiased for the expectations over (S, i, z')):
 
 * each training set S gets ``draws`` replacement points z', and every term is averaged *exactly* over
-  the replaced index i (all N); the terms are evaluated for all pairs at once in 3 x 3 algebra
-  (:math:`s' - s = PQP^T`, rank <= 3);
+  the replaced index i (all N); the terms are evaluated for all pairs at once in 2 x 2 algebra
+  (:math:`s' - s = PQP^T`, rank <= 2);
 * E gap has two routes on the same sets: the exact gap of S with a control variate (its first-order
   term in :math:`(\hat S - \Sigma, \hat\mu - \mu)`, whose mean is known exactly), and the replace-one
   mean; their paired difference is printed as a z-score (the identity, checked);
@@ -66,9 +68,10 @@ from typing import Sequence
 import numpy as np
 from scipy import integrate
 
+from . import _linalg
 from ._validation import RNGLike, as_finite_array, as_nonnegative_float, as_positive_int, as_rng, as_training_set
 from .ensembles import monte_carlo_over_training_sets
-from .gaussian import Gaussian, kl, w2
+from .gaussian import Gaussian, Infinite, kl, w2
 from .losses import generalisation_gap, score_matching_loss
 from .processes import Process
 from .samplers import sampling_law
@@ -80,6 +83,14 @@ __all__ = ["score_stability", "StabilityResult", "sampler_regularisation_table",
            "integrated_table", "girsanov_bound", "kl_bound_table", "bound_estimate", "BoundEstimate", "stability_tables"]
 
 
+def _index(i, N: int) -> int:
+    """A training-point index by the integer rule of ``lindiff._validation`` (no bools, strings, NaN)."""
+    i = as_positive_int(i, "i (the index of the replaced training point)", minimum=0)
+    if i >= N:
+        raise ValueError(f"i must index a training point, 0 <= i < {N}, got {i}")
+    return i
+
+
 def replace_one(X, i: int, z) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""Mean and 1/N covariance after replacing row ``i`` of X by ``z``, via the rank-3 update.
 
@@ -87,13 +98,12 @@ def replace_one(X, i: int, z) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     X = as_training_set(X, "X")
     N, d = X.shape
-    if not 0 <= int(i) < N:
-        raise ValueError(f"i must index a training point, 0 <= i < {N}, got {i}")
+    i = _index(i, N)
     z = as_finite_array(z, "z", ndim=1)
     if z.shape != (d,):
         raise ValueError(f"z must have shape ({d},), got {z.shape}")
     g = Gaussian.fit(X)
-    u, w = z - g.mean, X[int(i)] - g.mean
+    u, w = z - g.mean, X[i] - g.mean
     delta = (u - w) / N
     cov = g.cov + (np.outer(u, u) - np.outer(w, w)) / N - np.outer(delta, delta)
     return g.mean + delta, 0.5 * (cov + cov.T), np.stack([u, w, delta], axis=1)
@@ -116,7 +126,9 @@ def _setup(X, ridge):
 
 
 def replace_one_scores(X, i: int, z, process: Process, t, ridge: float = 0.0) -> ReplaceOneScores:
-    """Exact scores of the ridge-fitted model before and after replacing point ``i`` by ``z`` (Woodbury)."""
+    """Exact scores of the ridge-fitted model before and after replacing point ``i`` by ``z`` (Woodbury
+    where it is well conditioned, refitting where the replacement changes the model by orders of
+    magnitude: see :func:`_score_change`)."""
     X, g, ridge = _setup(X, ridge)
     N = X.shape[0]
     mean_new, _, U3 = replace_one(X, i, z)
@@ -124,12 +136,70 @@ def replace_one_scores(X, i: int, z, process: Process, t, ridge: float = 0.0) ->
     U, lam = g.eigenvectors, g.eigenvalues
     h = a * a * lam + s * s + ridge
     K = (U / h) @ U.T
-    P = a * (K @ U3)
-    C_inv = np.diag([float(N), -float(N), -1.0])
-    M = C_inv + a * a * (U3.T @ K @ U3)
-    K_new = K - P @ np.linalg.solve(M, P.T)
+    K = 0.5 * (K + K.T)
+    V = U3[None, :, :2]
+    parts = _woodbury(K, V, a, N)
+    # K' from the route that is accurate for it: K - D where Woodbury is well conditioned (the change is
+    # moderate), the refit itself otherwise (K - D would then cancel: K' may be orders below K)
+    i, z = _index(i, N), as_finite_array(z, "z", ndim=1)
+    K_new = K - _score_change(X, [i], z[None], K, V, a, s * s + ridge, parts)[0] if parts[2][0] else \
+        _refit_gain(X, [i], z[None], a, s * s + ridge)[0]
     A, A_new = -K, -0.5 * (K_new + K_new.T)
     return ReplaceOneScores(A, a * K @ g.mean, A_new, a * K_new @ mean_new)
+
+
+# The update is rank 2: delta = (u - w)/N lies in span(u, w), so S' = S + V B V^T with V = [u, w] and
+# B = [[1/N - 1/N^2, 1/N^2], [1/N^2, -1/N - 1/N^2]], B^{-1} = [[N + 1, 1], [1, 1 - N]] (derivations/replace_one.py).
+# (The rank-3 form [u, w, delta] has dependent columns, which makes its 3 x 3 Woodbury matrix singular in
+# float64 whenever U^T K U dominates C^{-1}: the LinAlgError of issue 11.)
+_WOODBURY_COND = 1e6
+
+
+def _score_change(X: np.ndarray, idx: np.ndarray, Z: np.ndarray, K: np.ndarray, V: np.ndarray, a: float, s2r: float,
+                  parts: tuple | None = None) -> np.ndarray:
+    r"""``K - K'`` (the change of the score weights, :math:`s' - s`) for each row of ``V`` (shape (n, d, 2)).
+
+    Woodbury, :math:`K - K' = P M^{-1} P^T` with :math:`P = \alpha K V`, :math:`M = B^{-1} + \alpha^2 V^T K V`,
+    is exact in float64 while M is well conditioned (relative error ~ eps cond M).  By the matrix determinant
+    lemma :math:`\det M = \det B^{-1}\det K/\det K'`, so an ill-conditioned M means the replacement
+    changes K by orders of magnitude in some direction (e.g. it removes the only point that gave a direction
+    its variance): there ``K'`` is formed by refitting (eigendecomposition of :math:`\hat S'`), and the
+    difference ``K - K'`` is as large as ``K'`` itself, so it is computed without cancellation.
+    """
+    P, M, well = _woodbury(K, V, a, X.shape[0]) if parts is None else parts
+    out = np.empty((V.shape[0],) + K.shape)
+    if np.any(well):
+        Q = np.linalg.inv(M[well])
+        out[well] = np.einsum("nik,nkl,njl->nij", P[well], 0.5 * (Q + np.swapaxes(Q, 1, 2)), P[well])
+    if not np.all(well):
+        out[~well] = K - _refit_gain(X, np.asarray(idx)[~well], np.asarray(Z)[~well], a, s2r)
+    return out
+
+
+def _woodbury(K: np.ndarray, V: np.ndarray, a: float, N: int):
+    """``P``, ``M`` and the rows where ``M^{-1}`` is accurate: M's entries carry the round-off of their summands
+    (``B^{-1}`` and ``G = alpha^2 V^T K V``, which may cancel), so the test is ``(N + 1 + max|G|) / sigma_min(M)
+    <= _WOODBURY_COND``, a condition number relative to the summands rather than to M itself."""
+    P = a * np.einsum("ij,njk->nik", K, V)
+    G = a * np.einsum("nik,nil->nkl", V, P)
+    M = G + np.array([[N + 1.0, 1.0], [1.0, 1.0 - N]])
+    size = N + 1.0 + np.abs(G).max(axis=(1, 2))
+    well = size <= _WOODBURY_COND * np.linalg.svd(M, compute_uv=False)[:, -1]
+    return P, M, well
+
+
+def _refit_gain(X: np.ndarray, idx: np.ndarray, Z: np.ndarray, a: float, s2r: float) -> np.ndarray:
+    """``K' = (alpha^2 S' + (sigma^2 + ridge) I)^{-1}`` by refitting each new training set (row ``idx[k]`` of X
+    replaced by ``Z[k]``): the covariance from the new points themselves (the rank-2 update would carry the
+    round-off of the removed point's large terms) and its eigenvalues clipped by the shared cut-off exactly
+    as ``Gaussian.fit`` does, so a direction the new points do not span gets the gain ``1/(sigma^2 + ridge)``."""
+    out = np.empty((len(idx),) + (X.shape[1],) * 2)
+    for k, (i, z) in enumerate(zip(idx, Z)):  # the ill-conditioned pairs only: few
+        Y = X.copy()
+        Y[i] = z
+        g = Gaussian.fit(Y)
+        out[k] = (g.eigenvectors / (a * a * g.eigenvalues + s2r)) @ g.eigenvectors.T
+    return out
 
 
 def _mean_square(D, e, nu, Gamma) -> float:
@@ -139,13 +209,19 @@ def _mean_square(D, e, nu, Gamma) -> float:
 
 
 def stability_terms(X, i: int, z, process: Process, t, p0: Gaussian, ridge: float = 0.0) -> dict:
-    """``eps2_pop``, ``eps2_own``, ``delta_loss`` and ``b2`` (see module docstring) for one replacement."""
+    """``eps2_pop``, ``eps2_own``, ``delta_loss`` and ``b2`` (see module docstring) for one replacement.
+
+    The definitions evaluated with dense matrices: the reference for the vectorised terms the tables use.
+    ``delta_loss`` and ``b2`` are then differences of losses of size ``d / sigma^2``, so their absolute
+    error is ~ ``eps d / sigma(t)^2`` (e.g. 1e-4 at sigma^2 = 1e-12); the tables' rank-2 algebra has no
+    such cancellation.
+    """
     sc = replace_one_scores(X, i, z, process, t, ridge)
-    X = np.asarray(X, float)
+    X = as_training_set(X, "X")
     a, s = float(process.alpha(t)), float(process.sigma(t))
     d = X.shape[1]
     eye = np.eye(d)
-    zi = X[int(i)]
+    zi = X[_index(i, X.shape[0])]
     D, e = sc.A_new - sc.A, sc.c_new - sc.c
     pt = process.marginal(p0, t)
     eps2_pop = _mean_square(D, e, pt.mean, pt.cov)
@@ -172,38 +248,45 @@ def large_n_gap(p0: Gaussian, process: Process, t, N: int) -> float:
 
 
 # ------------------------------------------------------------------------------------------------
-# Vectorised replace-one terms.  D = s' - s is rank <= 3 (D = P Q P^T with P = alpha K U3, Q = M^{-1}),
-# so every quantity is a 3 x 3 product per pair: O(d) work per (i, z') instead of a d x d refit, and D is
-# formed directly (no K' - K cancellation at large N).  ``stability_terms`` is the one-pair reference.
+# Vectorised replace-one terms.  D = s' - s is rank <= 2 (D = P Q P^T with P = alpha K [u, w], Q = M^{-1}),
+# so every quantity is a 2 x 2 product per pair: O(d) work per (i, z') instead of a d x d refit, and D is
+# formed directly (no K' - K cancellation at large N).  Pairs whose M is ill-conditioned take the refit
+# route of _score_change.  ``stability_terms`` is the one-pair reference.
 def _pair_terms(X: np.ndarray, g: Gaussian, K: np.ndarray, idx: np.ndarray, Z: np.ndarray, a: float, s: float,
-                pt: Gaussian) -> dict[str, np.ndarray]:
+                pt: Gaussian, ridge: float = 0.0) -> dict[str, np.ndarray]:
     N, d = X.shape
     mu = g.mean
     zi = X[idx]
     u, w = Z - mu, zi - mu
     delta = (u - w) / N
-    U3 = np.stack([u, w, delta], axis=2)
-    P = a * np.einsum("ij,njk->nik", K, U3)
-    M = a * np.einsum("nik,nil->nkl", U3, P)
-    M[:, 0, 0] += N
-    M[:, 1, 1] -= N
-    M[:, 2, 2] -= 1.0
-    Q = np.linalg.inv(M)  # 3 x 3, invertible whenever the new S_t is (matrix determinant lemma)
-    Q = 0.5 * (Q + np.swapaxes(Q, 1, 2))
-    QG = Q @ np.einsum("nik,nil->nkl", P, P)
-    fro2 = np.einsum("nkl,nlk->n", QG, QG)  # ||D||_F^2
-
-    def apply(v):  # D v, row-wise
-        return np.einsum("nik,nk->ni", P, np.einsum("nkl,nl->nk", Q, np.einsum("nil,ni->nl", P, v)))
-
-    e = a * (delta @ K) - a * apply(mu + delta)  # c' - c, with c = alpha K mu_hat
-    r_own = a * apply(zi) + e
-    eps2_own = s * s * fro2 + np.einsum("ni,ni->n", r_own, r_own)
-    QH = Q @ np.einsum("nik,ij,njl->nkl", P, pt.cov, P)
-    r_pop = apply(np.broadcast_to(pt.mean, u.shape)) + e
-    eps2_pop = np.einsum("nkl,nlk->n", QH, QG) + np.einsum("ni,ni->n", r_pop, r_pop)
+    V = np.stack([u, w], axis=2)
+    n = u.shape[0]
+    P, M, well = parts = _woodbury(K, V, a, N)
     B = np.eye(d) / s - s * K  # s A + I/s with A = -K
-    trBD = np.einsum("nkl,nlk->n", Q, np.einsum("nik,ij,njl->nkl", P, B, P))
+    vecs = np.stack([mu + delta, zi, np.broadcast_to(pt.mean, u.shape)], axis=1)  # D is applied to these
+    Dv, fro2, tr_pop, trBD = np.empty((n, 3, d)), np.empty(n), np.empty(n), np.empty(n)
+    if np.any(well):  # D = P Q P^T: 2 x 2 algebra per pair
+        Pw = P[well]
+        Q = np.linalg.inv(M[well])
+        Q = 0.5 * (Q + np.swapaxes(Q, 1, 2))
+        QG = Q @ np.einsum("nik,nil->nkl", Pw, Pw)
+        fro2[well] = np.einsum("nkl,nlk->n", QG, QG)  # ||D||_F^2
+        QH = Q @ np.einsum("nik,ij,njl->nkl", Pw, pt.cov, Pw)
+        tr_pop[well] = np.einsum("nkl,nlk->n", QH, QG)  # tr(D S_t D)
+        trBD[well] = np.einsum("nkl,nlk->n", Q, np.einsum("nik,ij,njl->nkl", Pw, B, Pw))
+        Dv[well] = np.einsum("nik,nkl,njl,nmj->nmi", Pw, Q, Pw, vecs[well])
+    if not np.all(well):  # the replacement changes K by orders of magnitude: D formed explicitly (refit)
+        D = _score_change(X, idx[~well], Z[~well], K, V[~well], a, s * s + ridge,
+                          (P[~well], M[~well], np.zeros(int(np.sum(~well)), bool)))
+        fro2[~well] = np.sum(D * D, axis=(1, 2))
+        tr_pop[~well] = np.einsum("nij,jk,nki->n", D, pt.cov, D)
+        trBD[~well] = np.einsum("ij,nji->n", B, D)
+        Dv[~well] = np.einsum("nij,nmj->nmi", D, vecs[~well])
+    e = a * (delta @ K) - a * Dv[:, 0]  # c' - c, with c = alpha K mu_hat
+    r_own = a * Dv[:, 1] + e
+    eps2_own = s * s * fro2 + np.einsum("ni,ni->n", r_own, r_own)
+    r_pop = Dv[:, 2] + e
+    eps2_pop = tr_pop + np.einsum("ni,ni->n", r_pop, r_pop)
     r0 = -a * (w @ K)  # alpha A z_i + c
     r1 = r0 + r_own
     delta_loss = np.einsum("ni,ni->n", r1, r1) - np.einsum("ni,ni->n", r0, r0) + 2 * s * trBD + s * s * fro2
@@ -232,7 +315,7 @@ def _average_terms(X: np.ndarray, g: Gaussian, Z: np.ndarray, process: Process, 
         pt = process.marginal(p0, t)
         for lo in range(0, Z.shape[0], chunk):
             zs = Z[lo:lo + chunk]
-            vals = _pair_terms(X, g, K, np.tile(idx, zs.shape[0]), np.repeat(zs, k, axis=0), a, s, pt)
+            vals = _pair_terms(X, g, K, np.tile(idx, zs.shape[0]), np.repeat(zs, k, axis=0), a, s, pt, ridge)
             for key in _TERMS:
                 out[key][lo:lo + zs.shape[0], j] = vals[key].reshape(zs.shape[0], k).mean(axis=1)
     return out
@@ -287,10 +370,13 @@ class BoundEstimate:
         return bool(np.isfinite(se) and r - _z(self.level) * se > 1.0)
 
     def ratio_cell(self):
-        """``(ratio, s.e.)`` where the interval lies above 1, else the string ``"not resolved (r ± se)"``."""
+        """``(ratio, s.e.)`` where the interval lies above 1, else the string ``"not resolved (r ± se)"``
+        (``"not defined (...)"`` where the gap estimate is not positive)."""
         if self.resolved:
             return self.ratio
         r, se = self.ratio
+        if isinstance(r, Infinite):
+            return f"not defined ({r.reason})"
         return f"not resolved ({r:.3g} ± {se:.2g})"
 
 
@@ -308,6 +394,10 @@ def bound_estimate(gap, eps2_own, b2, level: float = 0.95) -> BoundEstimate:
     :math:`\operatorname{Var}\log\text{ratio}\approx\nabla^T C\nabla/n`,
     :math:`\nabla = (-1/\bar g, 1/(2\bar o), 1/(2\bar b))` (the bound drops the first entry).
 
+    Where every replicate of eps2_own (or b2) is zero — a data law of rank 0, whose training points all
+    coincide, so a replacement changes nothing — the bound is exactly 0 with s.e. 0.  Where the gap
+    estimate is not positive the ratio is not defined: it is an :class:`~lindiff.Infinite` with that reason.
+
     Examples
     --------
     >>> est = bound_estimate([1.0, 1.2, 0.8, 1.1], [0.5, 0.7, 0.4, 0.6], [9.0, 8.0, 10.0, 9.5])
@@ -316,23 +406,28 @@ def bound_estimate(gap, eps2_own, b2, level: float = 0.95) -> BoundEstimate:
     """
     cols = [as_finite_array(v, name, ndim=1) for v, name in ((gap, "gap"), (eps2_own, "eps2_own"), (b2, "b2"))]
     n = cols[0].size
-    if any(c.size != n for c in cols) or n < 1:
-        raise ValueError(f"gap, eps2_own and b2 must be 1-D arrays of the same positive length, got {[c.size for c in cols]}")
+    if any(c.size != n for c in cols) or n < 2:
+        raise ValueError("gap, eps2_own and b2 must be 1-D arrays of the same length >= 2 (replicates: the "
+                         f"estimates carry standard errors), got lengths {[c.size for c in cols]}")
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    if np.any(cols[1] < 0) or np.any(cols[2] < 0):
+        raise ValueError("eps2_own and b2 must be non-negative (they are mean squares)")
     data = np.stack(cols)
     g, o, b = data.mean(axis=1)
-    if o <= 0 or b <= 0:
-        raise ValueError("eps2_own and b2 must have positive means (they are mean squares)")
-    bound = math.sqrt(o * b)
-    if n < 2:
-        return BoundEstimate((float(g), math.inf), (bound, math.inf), (bound / g if g > 0 else math.inf, math.inf), level)
     C = np.cov(data) / n
-    grad_b = np.array([0.0, 0.5 / o, 0.5 / b])
-    bound_se = bound * math.sqrt(max(float(grad_b @ C @ grad_b), 0.0))
     gap_se = math.sqrt(C[0, 0])
+    if o == 0 or b == 0:  # every replicate is 0: the bound is exactly 0
+        bound, bound_se = 0.0, 0.0
+    else:
+        bound = math.sqrt(o * b)
+        grad_b = np.array([0.0, 0.5 / o, 0.5 / b])
+        bound_se = bound * math.sqrt(max(float(grad_b @ C @ grad_b), 0.0))
     if g <= 0:  # the ratio is not defined; nothing is resolved
-        return BoundEstimate((float(g), gap_se), (bound, bound_se), (math.inf, math.inf), level)
+        why = Infinite(f"the gap estimate {g:.3g} is not positive: bound/gap is not defined")
+        return BoundEstimate((float(g), gap_se), (bound, bound_se), (why, why), level)
+    if bound == 0:
+        return BoundEstimate((float(g), gap_se), (bound, bound_se), (0.0, 0.0), level)
     grad_r = np.array([-1.0 / g, 0.5 / o, 0.5 / b])
     ratio = bound / g
     ratio_se = ratio * math.sqrt(max(float(grad_r @ C @ grad_r), 0.0))
@@ -462,6 +557,11 @@ def stability_draws(p0: Gaussian, N: int, process: Process, times: Sequence[floa
     return {k: np.stack([r[k] for r in runs]) for k in runs[0]}
 
 
+def _table_repeats(repeats) -> int:
+    """Every Monte Carlo cell of a stability table is a mean ± s.e. over training sets: two at least."""
+    return as_positive_int(repeats, "repeats (training sets; each table cell is a mean ± s.e. over them)", 2)
+
+
 def _ms(values: np.ndarray):
     """(mean, standard error) over the first axis; the s.e. of a single replicate is unknown: inf."""
     n = values.shape[0]
@@ -505,6 +605,7 @@ def stability_table(p0: Gaussian, Ns: Sequence[int], process: Process, times: Se
     >>> bool(ratio - 1.96 * se > 1)
     True
     """
+    repeats = _table_repeats(repeats)
     rows = []
     for N in Ns:
         res = stability_draws(p0, N, process, times, ridge, repeats, draws, seed, executor, progress)
@@ -580,6 +681,7 @@ def integrated_table(p0: Gaussian, Ns: Sequence[int], process: Process, eps_valu
     >>> bool(gaps[0] > gaps[1])  # integrating from earlier times adds gap
     True
     """
+    repeats = _table_repeats(repeats)
     nodes, W = _shared_grid(process, eps_values, points)
     W = W * _weights(nodes, weight, process)
     rows = []
@@ -604,19 +706,67 @@ def integrated_table(p0: Gaussian, Ns: Sequence[int], process: Process, eps_valu
 
 def girsanov_bound(model, p0: Gaussian, process: Process, t0: float, rtol: float = 1e-8) -> tuple[float, float]:
     r"""(bound, exact): :math:`\mathrm{KL}(p_T\|\mathcal N(0,I)) + \int_{t_0}^T\tfrac{\beta}{2}\mathbb E_{p_t}\|s -
-    \nabla\log p_t\|^2dt` and the exact :math:`\mathrm{KL}(p_{t_0}\|q)` of the reverse-SDE law q from N(0, I)."""
+    \nabla\log p_t\|^2dt` and the exact :math:`\mathrm{KL}(p_{t_0}\|q)` of the reverse-SDE law q from N(0, I).
+
+    For ``t0 > 0`` the integrand is finite and smooth on :math:`[t_0, T]` (sigma(t) > 0 there), so the
+    integral is finite; it may grow like :math:`1/t^2` towards :math:`t_0` (a fit that is singular where the
+    data are not), so it is integrated in :math:`\log t` on geometric pieces, to relative accuracy ``rtol`` of
+    the whole bound.  The absolute tolerance matters: where the model equals the true score (e.g. data of
+    rank 0, whose training points all coincide with the mean) the integrand is round-off of size ~1e-31,
+    to which no relative accuracy applies.  Either value is an :class:`~lindiff.Infinite` (with its reason)
+    where a KL is infinite for the float64 laws (e.g. a law clipped to lower rank by the shared cut-off).
+
+    Examples
+    --------
+    >>> import lindiff as ld
+    >>> p0 = ld.Gaussian.from_spectrum([1.0, 0.25])
+    >>> model = ld.LinearDenoiser.fit(p0.sample(8, 0), ld.OU(3.0))
+    >>> bound, exact = girsanov_bound(model, p0, ld.OU(3.0), 0.1)
+    >>> bool(bound >= exact)
+    True
+    """
     if process.discrete:
         raise ValueError("the Girsanov bound needs a continuous process (VP, OU)")
     t0 = as_nonnegative_float(t0, "t0")
+    rtol = as_nonnegative_float(rtol, "rtol")
+    if not 0 < rtol < 1:
+        raise ValueError(f"rtol must lie in (0, 1), got {rtol!r}")
     if not 0 < t0 < process.T:
         raise ValueError(f"t0 must lie in (0, T) = (0, {process.T:g}), got {t0!r}")
     prior = kl(process.marginal(p0, process.T), Gaussian.standard(p0.dim))
-    f = lambda t: 0.5 * float(process.beta(t)) * float(score_matching_loss(model, p0, t))  # noqa: E731
-    # split the integral geometrically: the integrand is steep near t0
-    edges = np.geomspace(t0, process.T, 12)
-    integral = sum(integrate.quad(f, lo, hi, epsrel=rtol, epsabs=0, limit=200)[0] for lo, hi in zip(edges[:-1], edges[1:]))
     law = sampling_law(model, process, "sde", t_min=t0)
-    return float(prior + integral), float(kl(process.marginal(p0, t0), law))
+    exact = kl(process.marginal(p0, t0), law)
+    exact = exact if isinstance(exact, Infinite) else float(exact)
+    if isinstance(prior, Infinite):
+        return prior, exact
+    return float(prior + _fisher_integral(model, p0, process, t0, rtol, float(prior))), exact
+
+
+def _fisher_integral(model, p0: Gaussian, process: Process, t0: float, rtol: float, prior: float) -> float:
+    r""":math:`\int_{t_0}^T\tfrac{\beta}{2}\,\mathrm{Fisher}(t)\,dt` as :math:`\int f(e^u)e^u du` on 11 geometric
+    pieces: a 16-point Gauss–Legendre pass gives the scale, then adaptive quadrature per piece to
+    ``rtol * (prior + integral)``; a piece whose error estimate misses that raises a ``ValueError``."""
+    edges = np.log(np.geomspace(t0, process.T, 12))
+    edges[-1] = math.log(process.T)  # exactly T: check_time accepts it
+    x, w = np.polynomial.legendre.leggauss(16)
+    half = 0.5 * np.diff(edges)
+    u = (0.5 * (edges[:-1] + edges[1:]))[:, None] + half[:, None] * x[None, :]
+
+    def f(uu):
+        t = np.minimum(np.exp(uu), process.T)
+        return 0.5 * np.asarray(process.beta(t), float) * np.asarray(score_matching_loss(model, p0, t), float) * t
+
+    rough = float(np.sum(half[:, None] * w[None, :] * f(u.ravel()).reshape(u.shape)))
+    tol = rtol * (prior + rough) / half.size
+    total = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        value, err, *info = integrate.quad(lambda v: float(f(np.array([v]))[0]), lo, hi, epsrel=rtol, epsabs=tol,
+                                           limit=200, full_output=1)
+        if len(info) > 1 and err > 10 * max(tol, rtol * abs(value)):  # quadpack flagged trouble it did not overcome
+            raise ValueError(f"the Girsanov integral over t in [{math.exp(lo):.3g}, {math.exp(hi):.3g}] was not resolved "
+                             f"to rtol = {rtol:g} (error estimate {err:.3g} on {value:.3g}): {info[1][:120]}")
+        total += value
+    return total
 
 
 def kl_bound_table(p0: Gaussian, Ns: Sequence[int], process: Process, t0_values: Sequence[float], ridge: float = 0.0,
@@ -632,10 +782,16 @@ def kl_bound_table(p0: Gaussian, Ns: Sequence[int], process: Process, t0_values:
     for N in Ns:
         sets = [p0.sample(N, rng) for _ in range(repeats)]
         for t0 in t0_values:
-            pairs = np.array([girsanov_bound(LinearDenoiser.fit(X, process, ridge=ridge), p0, process, t0) for X in sets])
-            bound, exact = pairs[:, 0], pairs[:, 1]
-            rows.append([N, t0, _ms(exact) if repeats > 1 else float(exact[0]), _ms(bound) if repeats > 1 else float(bound[0]),
-                         _ratio_of_means(bound, exact), float(np.min(bound - exact))])
+            pairs = [girsanov_bound(LinearDenoiser.fit(X, process, ridge=ridge), p0, process, t0) for X in sets]
+            bound, exact = [b for b, _ in pairs], [e for _, e in pairs]
+            finite = [k for k in range(repeats) if not (math.isinf(bound[k]) or math.isinf(exact[k]))]
+            if len(finite) == repeats:
+                b, e = np.array(bound), np.array(exact)
+                ratio, excess = _ratio_of_means(b, e), float(np.min(b - e))
+            else:  # an infinite KL on some set: the mean is that Infinite, the ratio is not defined
+                ratio = "not defined (infinite KL)"
+                excess = float(min(bound[k] - exact[k] for k in finite)) if finite else "not defined"
+            rows.append([N, t0, _mean_cell(exact), _mean_cell(bound), ratio, excess])
     cols = [Column("N"), Column("t0"), Column("exact KL(p_t0 || q)", "nats", "reverse SDE from N(0, I), exact law; mean ± s.e. over sets"),
             Column("Girsanov bound", "nats", "KL(p_T||N(0,I)) + int beta/2 Fisher (adaptive quadrature)"),
             Column("bound/exact", note="ratio of the means ± delta-method s.e. over sets", fmt=".6g"),
@@ -644,11 +800,22 @@ def kl_bound_table(p0: Gaussian, Ns: Sequence[int], process: Process, t0_values:
                  cols, rows)
 
 
+def _mean_cell(values: list):
+    """Mean ± s.e. over training sets, or the :class:`Infinite` (reason kept, count added) when some set's
+    value is infinite: the mean over sets is then infinite too."""
+    infinite = [v for v in values if math.isinf(v)]
+    if infinite:
+        reason = getattr(infinite[0], "reason", "infinite")
+        return Infinite(f"{reason} (on {len(infinite)} of {len(values)} training sets)")
+    arr = np.asarray(values, float)
+    return _ms(arr) if arr.size > 1 else float(arr[0])
+
+
 def _ratio_of_means(num: np.ndarray, den: np.ndarray):
     n = num.size
     r = float(num.mean() / den.mean())
-    if n < 2:
-        return (r, math.inf)
+    if n < 2:  # one training set: its exact ratio, which carries no standard error
+        return r
     C = np.cov(np.stack([num, den])) / n
     grad = np.array([1.0 / num.mean(), -1.0 / den.mean()])
     return (r, r * math.sqrt(max(float(grad @ C @ grad), 0.0)))

@@ -90,7 +90,7 @@ def test_vectorised_pair_terms_equal_the_one_pair_reference(rng, N, ridge):
     for t in (0.005, 0.3, 2.5):
         a, s = float(PROCESS.alpha(t)), float(PROCESS.sigma(t))
         K = (g.eigenvectors / (a * a * g.eigenvalues + s * s + ridge)) @ g.eigenvectors.T
-        fast = _pair_terms(X, g, K, idx, Z, a, s, PROCESS.marginal(p0, t))
+        fast = _pair_terms(X, g, K, idx, Z, a, s, PROCESS.marginal(p0, t), ridge)
         for k in range(5):
             ref = stability_terms(X, idx[k], Z[k], PROCESS, t, p0, ridge)
             for key, value in ref.items():
@@ -145,10 +145,16 @@ def test_bound_estimate_cells_and_errors():
     import pickle
 
     assert pickle.loads(pickle.dumps(est)) == est and copy.deepcopy(weak) == weak
-    one = bound_estimate([1.0], [0.3], [8.0])
-    assert not one.resolved and math.isinf(one.ratio[1])
-    with pytest.raises(ValueError, match="same positive length"):
+    with pytest.raises(ValueError, match="length >= 2"):  # one replicate has no standard error (issue 11)
+        bound_estimate([1.0], [0.3], [8.0])
+    with pytest.raises(ValueError, match="length >= 2"):
         bound_estimate([1.0, 2.0], [0.3], [8.0])
+    with pytest.raises(ValueError, match="non-negative"):
+        bound_estimate([1.0, 2.0], [0.3, -0.2], [8.0, 7.0])
+    # rank-0 data: nothing changes under replacement; the bound is exactly 0 and the ratio not defined
+    zero = bound_estimate([0.0, 0.0], [0.0, 0.0], [8.0, 7.0])
+    assert zero.bound == (0.0, 0.0) and isinstance(zero.ratio[0], ld.Infinite)
+    assert zero.ratio_cell().startswith("not defined (the gap estimate")
     with pytest.raises(ValueError, match="level"):
         bound_estimate([1.0, 2.0], [0.3, 0.2], [8.0, 7.0], level=1.5)
 
@@ -190,8 +196,11 @@ def test_default_tables_resolve_every_row():
             assert isinstance(cell, tuple) and cell[0] - 1.96 * cell[1] > 1, cell
         assert all(isinstance(b, tuple) and b[1] > 0 for b in table.column("bound" if table is per_time else "int bound"))
         assert np.all(np.abs(table.column("identity z")) < 4.5)
-    single = stability_table(p0, (3,), PROCESS, (0.02,), repeats=1, draws=1, progress=False)
-    assert single.column("bound/gap")[0].startswith("not resolved")  # one set: no standard error
+    # one training set gives no standard error: refused (it used to print "inf" standard errors)
+    with pytest.raises(ValueError, match="repeats"):
+        stability_table(p0, (3,), PROCESS, (0.02,), repeats=1, draws=1, progress=False)
+    with pytest.raises(ValueError, match="repeats"):
+        integrated_table(p0, (3,), PROCESS, (0.02,), repeats=1, draws=1, progress=False)
     text = " ".join(per_time.render("text").split())  # the text format wraps lines at 100 columns
     assert "reconstructed" in text and "Cauchy–Schwarz form of the replace-one identity" in text
 
@@ -358,3 +367,136 @@ def test_claim6_example_prints_a_true_headline(tmp_path):
     assert out.count("not resolved (") == 0
     lower = float(line.split("lowest lower limit ")[1].split(";")[0])
     assert lower > 1
+
+
+# --- issue 11: the edges found by the fuzz suite ---------------------------------------------------
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "1", True, 1.5, [1, 2], 1 + 0j, None])
+def test_replace_one_index_follows_the_integer_rule(bad):
+    """i = nan raised a foreign ValueError/OverflowError and i = "1" or True was accepted."""
+    X = np.arange(6.0).reshape(3, 2)
+    with pytest.raises(ValueError, match="i "):
+        replace_one(X, bad, np.zeros(2))
+    assert np.array_equal(replace_one(X, np.int64(1), np.zeros(2))[1], replace_one(X, 1.0, np.zeros(2))[1])
+
+
+def _mp_fit(Y, a, s2):
+    """Mean and (alpha^2 S_hat + sigma^2 I)^{-1} of the float64 points Y, at the current mpmath precision."""
+    import mpmath
+
+    rows = [[mpmath.mpf(float(v)) for v in row] for row in Y]
+    N, d = len(rows), len(rows[0])
+    mu = mpmath.matrix([sum(r[j] for r in rows) / N for j in range(d)])
+    S = mpmath.matrix(d, d)
+    for r in rows:
+        for j in range(d):
+            for k in range(d):
+                S[j, k] += (r[j] - mu[j]) * (r[k] - mu[k]) / N
+    return mu, (a * a * S + s2 * mpmath.eye(d)) ** -1
+
+
+def _mp_terms(X, i, z, a, s, pt):
+    """eps2_pop, eps2_own, delta_loss, b2 of one replacement at 60 digits, from the definitions."""
+    import mpmath
+
+    with mpmath.workdps(60):
+        a, s = mpmath.mpf(a), mpmath.mpf(s)
+        Y = X.copy()
+        Y[i] = z
+        (mu, K), (mu2, K2) = _mp_fit(X, a, s * s), _mp_fit(Y, a, s * s)
+        d = X.shape[1]
+        eye = mpmath.eye(d)
+        A, A2, c, c2 = -K, -K2, a * K * mu, a * K2 * mu2
+        zi = mpmath.matrix([mpmath.mpf(float(v)) for v in X[i]])
+        D, e = A2 - A, c2 - c
+        fro = lambda M: sum(M[j, k] ** 2 for j in range(d) for k in range(d))  # noqa: E731
+        sq = lambda v: sum(v[j] ** 2 for j in range(d))  # noqa: E731
+        St = mpmath.matrix(pt.cov.tolist())
+        own = s * s * fro(D) + sq(a * D * zi + e)
+        pop = sum((D * St * D.T)[j, j] for j in range(d)) + sq(D * mpmath.matrix(pt.mean.tolist()) + e)
+        loss = lambda A_, c_: sq(a * A_ * zi + c_) + fro(s * A_ + eye / s)  # noqa: E731
+        b2 = sq(a * (A + A2) * zi + c + c2) + fro(s * (A + A2) + 2 * eye / s)
+        return {"eps2_pop": float(pop), "eps2_own": float(own), "delta_loss": float(loss(A2, c2) - loss(A, c)),
+                "b2": float(b2)}
+
+
+@pytest.mark.parametrize("d,N", [(1, 2), (2, 2), (3, 2), (2, 5)])
+def test_replace_one_scores_where_woodbury_is_singular(d, N):
+    """At t = 1e-12 replacing a point of a set that spans fewer directions than d changes the gain by ~1/sigma^2:
+    the old 3 x 3 Woodbury matrix was singular (LinAlgError).  Against 60-digit refits, to float64 accuracy:
+    the new gain, and the four terms of the vectorised path (``stability_terms``, the one-pair reference,
+    loses delta_loss and b2 to cancellation of 1/sigma^2-sized losses here, so it is not the reference)."""
+    import mpmath
+
+    process = ld.VP.linear(2.0, 2.0, 1.0)
+    rng = np.random.default_rng(d * 10 + N)
+    t = 1e-12
+    a, s = float(process.alpha(t)), float(process.sigma(t))
+    p0 = ld.Gaussian.standard(d)
+    for _ in range(4):
+        X, z = rng.standard_normal((N, d)), rng.standard_normal(d) * 3
+        i = int(rng.integers(N))
+        Y = X.copy()
+        Y[i] = z
+        with mpmath.workdps(60):
+            exact = np.array(_mp_fit(Y, mpmath.mpf(a), mpmath.mpf(s) ** 2)[1].tolist(), dtype=float)
+        new = -replace_one_scores(X, i, z, process, t).A_new
+        assert np.max(np.abs(new - exact)) <= 1e-10 * np.abs(exact).max()
+        g = ld.Gaussian.fit(X)
+        K = (g.eigenvectors / (a * a * g.eigenvalues + s * s)) @ g.eigenvectors.T
+        fast = _pair_terms(X, g, 0.5 * (K + K.T), np.array([i]), z[None], a, s, process.marginal(p0, t))
+        ref = _mp_terms(X, i, z, a, s, process.marginal(p0, t))
+        for key in ref:
+            assert fast[key][0] == pytest.approx(ref[key], rel=1e-9), key
+    res = stability_draws(ld.Gaussian.from_spectrum(np.ones(2)), 2, process, [t], repeats=2, draws=1, seed=0,
+                          progress=False)
+    assert all(np.all(np.isfinite(v)) for v in res.values())
+
+
+def test_stability_of_a_data_law_without_variance():
+    """Rank 0: every training point is the mean, a replacement changes nothing.  Exact zeros, no 0/0, and the
+    ratio says it is not defined."""
+    p0 = ld.Gaussian.from_spectrum([0.0, 0.0], mean=[1.0, 2.0])
+    X = p0.sample(3, 0)
+    assert stability_terms(X, 0, p0.sample(1, 1)[0], ld.OU(), 0.3, p0) == {
+        "eps2_pop": 0.0, "eps2_own": 0.0, "delta_loss": 0.0, "b2": 0.0}
+    table = stability_table(p0, [2, 5], ld.DDPM.linear(5), [1], repeats=2, draws=1, progress=False)
+    assert all(b == (0.0, 0.0) for b in table.column("bound"))
+    assert all(c.startswith("not defined") for c in table.column("bound/gap"))
+
+
+def test_girsanov_bound_quadrature_is_resolved_without_warnings():
+    """The integrand is finite on [t0, T] for t0 > 0, so the integral is finite: the IntegrationWarnings came from
+    rounding noise where the model is the true score (rank-0 data: integrand ~1e-31) and from a relative-only
+    tolerance.  Integrated in log t with an absolute tolerance from the bound's own size."""
+    import warnings
+
+    from scipy.integrate import IntegrationWarning
+
+    from lindiff.losses import score_matching_loss
+
+    cases = [(ld.OU(1.0), ld.Gaussian.from_spectrum([0.0], mean=[0.7]), 2, 0.1),
+             (ld.VP.linear(2, 2, 1), ld.Gaussian.from_spectrum([0.0, 269.173], ld.spectra.random_basis(2, 3)), 3, 1e-12),
+             (ld.OU(1.0), ld.Gaussian.from_spectrum([1e-3, 1e3, 5.0]), 2, 0.1)]
+    for process, p0, N, t0 in cases:
+        model = ld.LinearDenoiser.fit(p0.sample(N, 1), process)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", IntegrationWarning)
+            bound, exact = girsanov_bound(model, p0, process, t0, rtol=1e-9)
+        prior = ld.kl(process.marginal(p0, process.T), ld.Gaussian.standard(p0.dim))
+        u = np.linspace(math.log(t0), math.log(process.T), 100_001)
+        t = np.minimum(np.exp(u), process.T)
+        f = 0.5 * process.beta(t) * score_matching_loss(model, p0, t) * t
+        reference = float(np.sum(0.5 * (f[1:] + f[:-1]) * np.diff(u)))  # trapezoid in log t, error ~1e-9 here
+        assert bound - prior == pytest.approx(reference, rel=1e-6, abs=1e-8 * bound)
+        assert bound >= exact
+
+
+def test_infinite_kl_is_kept_in_the_bound_and_the_table():
+    """A fit on duplicated points at t0 = 1e-12: p_t0 is rank 1 at float64 resolution while the sampler's law is
+    rank 2, so the exact KL is an Infinite with its reason (it used to be a plain inf), and the table keeps it."""
+    process = ld.VP.linear(2, 2, 1)
+    p0 = ld.Gaussian.from_spectrum([0.0, 269.173])
+    model = ld.LinearDenoiser.fit(np.repeat(p0.sample(1, 0), 3, axis=0), process)
+    bound, exact = girsanov_bound(model, p0, process, 1e-12, rtol=1e-6)
+    assert isinstance(exact, ld.Infinite) and "singular" in exact.reason and math.isfinite(bound)
+    assert girsanov_bound(model, p0, process, 1e-6, rtol=1e-6)[0] >= girsanov_bound(model, p0, process, 1e-6)[1]

@@ -38,11 +38,6 @@ OUTCOMES = ("valid", "infinite", "rejected", "defect", "known")
 # reported with a reproducer, but not failing the suite; each line goes when its owner's fix has landed.
 # (entry-point prefix, defect kind contains, detail contains, where and who)
 KNOWN = [
-    ("stability.replace_one [invalid", "", "", "lindiff/stability.py: replace_one(i=nan) foreign error, i='1' accepted"),
-    ("stability.", "foreign LinAlgError", "", "lindiff/stability.py: replace-one scores solve a singular system"),
-    ("stability.", "foreign RuntimeWarning", "", "lindiff/stability.py: 0/0 for a data law of rank 0"),
-    ("stability.girsanov_bound", "plain inf", "", "lindiff/stability.py: girsanov_bound returns a plain inf"),
-    ("stability.kl_bound_table", "plain inf", "", "lindiff/stability.py: kl_bound_table prints an infinite KL as plain inf"),
     ("regularisation.", "plain inf", "", "lindiff/regularisation.py: evaluate() averages Infinite KLs into a plain inf"),
     # the sampler entry points (rewritten on the `samplers` branch, issue 11 item 9; merged into main):
     # every defect reached through them is listed for the samplers helper
