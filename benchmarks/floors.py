@@ -13,15 +13,24 @@ transition_sweep(d=100), 20 ratios x 50 sets one eigh per set         <= 2 eigh(
 lindiff transition (defaults)                d = 32 sweep             < 2 s
 ==========================================  =======================  ==================
 
-Run: ``python benchmarks/floors.py [--quick]`` (``--quick`` uses fewer repetitions).
+Run: ``python benchmarks/floors.py [--quick] [--threads N]`` (``--quick`` uses fewer repetitions).  BLAS runs
+on one thread unless ``--threads`` says otherwise, so that every figure and its unit are measured alike and
+the ratios do not depend on what else the machine is doing (an eigh on two contended threads can be 3x
+slower than on one).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
+
+if __name__ == "__main__":  # BLAS reads its thread count when numpy is first imported
+    _threads = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv else "1"
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = _threads
 
 import numpy as np
 
@@ -61,6 +70,7 @@ def pierret_galerne_table(p0, process, grids=(50, 100, 250, 500, 1000)) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--threads", default="1", help="BLAS threads for every figure (default 1)")
     args = parser.parse_args()
     rep = 1 if args.quick else 3
 

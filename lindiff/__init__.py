@@ -17,7 +17,7 @@ from .transition import transition_sweep, transition_table
 from .gaussian import Gaussian, Infinite, hellinger, kl, w2
 from .losses import dsm_loss, generalisation_gap, irreducible_loss, score_matching_loss
 from .processes import DDPM, OU, VP, Process, SigmaVP
-from .samplers import SAMPLERS, build_sampler, sampler_table, sampling_law
+from .samplers import SAMPLERS, build_sampler, sampler_table, sampling_law, sampling_laws
 from .scores import AffineModel, EmpiricalScore, GaussianScore, LinearDenoiser, ScoreModel, SpectralForm
 from .tables import Column, Table, Tables
 
@@ -52,6 +52,7 @@ __all__ = [
     "SAMPLERS",
     "build_sampler",
     "sampling_law",
+    "sampling_laws",
     "sampler_table",
     # ensembles and the transition
     "expected_kl",

@@ -153,6 +153,7 @@ class KernelForm(SpectralForm):
     """
 
     kernel: LocalKernel | None = None
+    gains_from_eigenvalues = False
 
     def __post_init__(self):
         if self.kernel is None:

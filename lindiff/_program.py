@@ -32,6 +32,7 @@ that are multiples of the identity as scalars.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -84,7 +85,7 @@ class Step:
         return float(np.sqrt(sum(c * c for c in self.writes[0][K : K + self.noises])))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity semantics: programs hold arrays, and key the compile cache
 class SamplerProgram:
     """A sampler unrolled on a grid: the data both interpreters run.
 
@@ -116,6 +117,7 @@ class SamplerProgram:
     def n_noises(self) -> int:
         """Total number of N(0, I_d) draws over the run."""
         return sum(st.noises for st in self.steps)
+
 
 
 # ------------------------------------------------------------------------------------------------
@@ -208,21 +210,66 @@ def _signature(st: Step) -> tuple:
     return (st.noises, tuple((s.kind, len(s.inputs)) for s in st.stages))
 
 
-def _groups(steps: Sequence[Step], per_step: int):
-    """Runs of consecutive steps with the same structure (vectorised together), each holding at most
-    ~2^22 numbers per register array so that memory stays bounded at large d and many steps."""
-    limit = max(1, (1 << 22) // max(per_step, 1))
+@dataclass
+class _Group:
+    """A run of consecutive steps ``a..b`` with the same structure, as arrays (vectorised together)."""
+
+    a: int
+    b: int
+    noises: int
+    kinds: tuple[str, ...]
+    rows: list  # per stage: (n,) indices into the program's stage times
+    inputs: list  # per stage: (n, L) coefficients over [slots, noises, earlier stages]
+    writes: np.ndarray  # (n, K, L_total)
+
+
+@dataclass
+class _Compiled:
+    """What the spectral interpreter needs from a program, computed once per program (programs are
+    cached, so a sweep over training sets compiles each sampler once)."""
+
+    times: np.ndarray
+    groups: list
+    kinds: frozenset
+
+
+_COMPILED: "weakref.WeakKeyDictionary[SamplerProgram, dict]" = weakref.WeakKeyDictionary()
+
+
+def compile_program(prog: SamplerProgram, block: int = 1) -> _Compiled:
+    """Group a program's steps into runs of the same structure; ``block`` bounds each run's size
+    (memory) through the number of numbers per register array, ``~2^22 / block`` steps."""
+    cached = _COMPILED.get(prog, {}).get(block)
+    if cached is not None:
+        return cached
+    steps = prog.steps
+    times = np.array(sorted({stage.t for st in steps for stage in st.stages}), float)
+    index = {t: i for i, t in enumerate(times.tolist())}
+    limit = max(1, (1 << 22) // max(block, 1))
+    groups = []
     start = 0
+    sigs = [_signature(st) for st in steps]
     for k in range(1, len(steps) + 1):
-        if k == len(steps) or k - start >= limit or _signature(steps[k]) != _signature(steps[start]):
-            yield start, k
+        if k == len(steps) or k - start >= limit or sigs[k] != sigs[start]:
+            run = steps[start:k]
+            first = run[0]
+            groups.append(_Group(
+                start, k, first.noises, tuple(sg.kind for sg in first.stages),
+                [np.array([index[st.stages[j].t] for st in run]) for j in range(len(first.stages))],
+                [np.array([st.stages[j].inputs for st in run], float) for j in range(len(first.stages))],
+                np.array([st.writes for st in run], float)))
             start = k
+    out = _Compiled(times, groups, frozenset(sg.kind for st in steps for sg in st.stages))
+    _COMPILED.setdefault(prog, {})[block] = out
+    return out
 
 
 def _axpy(acc, w, x):
     """acc + w[:, None] * x with None standing for zero (arrays are (n, 1) or (n, d))."""
     if x is None:
         return acc
+    if x.shape[1] > 1 and np.all(w == 1.0):  # skip multiplying an (n, d) table by ones
+        return x if acc is None else acc + x
     term = w[:, None] * x
     return term if acc is None else acc + term
 
@@ -233,7 +280,7 @@ def _combine_regs(weights: np.ndarray, regs: list, R: int):
     const = None
     for r in range(weights.shape[1]):
         w = weights[:, r]
-        if not np.any(w):
+        if not w.any():
             continue
         rc, r0 = regs[r]
         coefs = [_axpy(a, w, x) for a, x in zip(coefs, rc)]
@@ -252,22 +299,19 @@ def _step_maps(prog: SamplerProgram, modes: "ModeTables"):
     T_all = np.zeros((S, K, K, d))
     N_all = np.zeros((S, K, K, d))
     c_all = np.zeros((S, K, d))
-    for a, b in _groups(prog.steps, d * (K + max((st.noises for st in prog.steps), default=0))):
-        block = prog.steps[a:b]
-        n = b - a
-        m = block[0].noises
+    compiled = modes.compiled
+    for grp in compiled.groups:
+        a, b, n, m = grp.a, grp.b, grp.b - grp.a, grp.noises
         R = K + m
         one = np.ones((n, 1))
         regs = [([one if r == i else None for r in range(R)], None) for i in range(R)]
-        for j in range(len(block[0].stages)):
-            inp = np.array([st.stages[j].inputs for st in block])  # (n, L)
-            ycoef, yconst = _combine_regs(inp, regs, R)
-            mult, off = modes.stage_affine([st.stages[j].t for st in block], block[0].stages[j].kind)
+        for j, kind in enumerate(grp.kinds):
+            ycoef, yconst = _combine_regs(grp.inputs[j], regs, R)
+            mult, off = modes.stage_affine(grp.rows[j], kind)
             regs.append(([None if y is None else mult * y for y in ycoef], off if yconst is None else mult * yconst + off))
-        W = np.array([st.writes for st in block])  # (n, K, L)
         U = []
         for i in range(K):
-            coef, const = _combine_regs(W[:, i, :], regs, R)
+            coef, const = _combine_regs(grp.writes[:, i, :], regs, R)
             for k in range(K):
                 if coef[k] is not None:
                     T_all[a:b, i, k] = coef[k]
@@ -287,32 +331,34 @@ def _step_maps(prog: SamplerProgram, modes: "ModeTables"):
 
 
 class ModeTables:
-    """Per-mode model coefficients at every stage time of a program (one ``gains`` call)."""
+    """Per-mode model coefficients at every stage time of a program (one ``gains`` call).
 
-    def __init__(self, model, prog: SamplerProgram):
+    ``spectral`` supplies the gains (its eigenvalues define the modes) and ``mu`` the centre in its
+    basis; a batch of models that differ only in their spectra runs as one model with the spectra
+    concatenated (:func:`run_spectral_batch`)."""
+
+    def __init__(self, spectral, mu: np.ndarray, prog: SamplerProgram):
         from .scores import _undefined_score
 
-        sp = model.spectral
-        self.d = model.dim
-        self.mu = sp.mean_in_basis
-        times = sorted({stage.t for st in prog.steps for stage in st.stages})
-        self.index = {t: i for i, t in enumerate(times)}
-        tt = np.array(times, float)
+        sp = spectral
+        self.d = int(np.shape(sp.eigenvalues)[0])
+        self.mu = mu
+        self.compiled = compile_program(prog, self.d * (len(prog.slots) + max((st.noises for st in prog.steps), default=0)))
+        tt = self.compiled.times
         process = prog.process
         self.alpha = np.asarray(process.alpha(tt), float).reshape(-1)
         self.sigma = np.asarray(process.sigma(tt), float).reshape(-1)
-        self.gains = sp.gains(tt, self.alpha, self.sigma).reshape(len(times), self.d)
-        for i, t in enumerate(times):
-            if not np.all(np.isfinite(self.gains[i])):
-                raise _undefined_score(t, int(np.sum(~np.isfinite(self.gains[i]))))
-        kinds = {stage.kind for st in prog.steps for stage in st.stages}
+        self.gains = sp.gains(tt, self.alpha, self.sigma).reshape(len(tt), self.d)
+        finite = np.isfinite(self.gains).all(axis=1)
+        if not finite.all():
+            i = int(np.argmin(finite))
+            raise _undefined_score(float(tt[i]), int(np.sum(~np.isfinite(self.gains[i]))))
         self.frac = None
-        if kinds & {"x0", "ax0"}:
-            self.frac = np.stack([sp.x0_fraction(t, a, s) for t, a, s in zip(times, self.alpha, self.sigma)])
+        if self.compiled.kinds & {"x0", "ax0"}:
+            self.frac = np.stack([sp.x0_fraction(t, a, s) for t, a, s in zip(tt, self.alpha, self.sigma)])
 
-    def stage_affine(self, ts, kind: str):
-        """Per-mode ``f(y) = mult * y + off`` for stages at times ``ts``; arrays (n, d)."""
-        rows = np.array([self.index[t] for t in ts])
+    def stage_affine(self, rows: np.ndarray, kind: str):
+        """Per-mode ``f(y) = mult * y + off`` for stages at the times ``compiled.times[rows]``; arrays (n, d)."""
         g = self.gains[rows]
         a = self.alpha[rows][:, None]
         s = self.sigma[rows][:, None]
@@ -320,7 +366,8 @@ class ModeTables:
         if kind == "score":
             return -g, g * am
         if kind == "eps":
-            return s * g, -s * g * am
+            sg = s * g
+            return sg, -sg * am
         frac = self.frac[rows]
         if kind == "ax0":
             return frac, am - frac * am
@@ -328,22 +375,18 @@ class ModeTables:
         return k, self.mu - k * am
 
 
-def run_spectral(model, prog: SamplerProgram) -> SpectralMap:
-    """Exact per-mode map of a stepped program (see the module docstring)."""
-    d = model.dim
+def _run_modes(spectral, mu: np.ndarray, prog: SamplerProgram) -> SpectralMap:
+    d = int(np.shape(spectral.eigenvalues)[0])
     if not prog.steps:
         return SpectralMap(np.ones(d), np.zeros(d), np.zeros(d))
-    modes = ModeTables(model, prog)
-    T, N, c = _step_maps(prog, modes)
+    modes = ModeTables(spectral, mu, prog)
     K = len(prog.slots)
+    if K == 1 and all(len(g.kinds) == 1 and g.noises <= 1 for g in modes.compiled.groups):
+        return _run_single_stage(prog, modes)
+    T, N, c = _step_maps(prog, modes)
     if K == 1:
-        a, b, v = T[:, 0, 0], c[:, 0], N[:, 0, 0]
-        suffix = np.ones_like(a)  # suffix[k] = prod_{j > k} a_j
-        if len(a) > 1:
-            with np.errstate(over="ignore", invalid="ignore"):  # an overflowing law is reported by the caller
-                suffix[:-1] = np.cumprod(a[::-1], axis=0)[::-1][1:]
-        with np.errstate(over="ignore", invalid="ignore"):
-            return SpectralMap(suffix[0] * a[0], np.sum(suffix * b, axis=0), np.sum(suffix**2 * v, axis=0))
+        return _compose_scalar(np.ascontiguousarray(T[:, 0, 0]), np.ascontiguousarray(c[:, 0]),
+                               np.ascontiguousarray(N[:, 0, 0]))
     P = np.zeros((K, d))
     P[0] = 1.0
     q = np.zeros((K, d))
@@ -354,6 +397,134 @@ def run_spectral(model, prog: SamplerProgram) -> SpectralMap:
         q = np.einsum("ijd,jd->id", Tk, q) + c[k]
         Q = np.einsum("ikd,kld,jld->ijd", Tk, Q, Tk) + N[k]
     return SpectralMap(P[0], q[0], np.maximum(Q[0, 0], 0.0))
+
+
+def _compose_scalar(a: np.ndarray, b: np.ndarray | None, v: np.ndarray | None) -> SpectralMap:
+    """Compose x -> a_k x + b_k + N(0, v_k) over the steps (rows, None meaning zero) per mode, with one
+    suffix product ``suffix[k] = prod_{j > k} a_j``.  The product runs as a loop of in-place row
+    multiplications: numpy's ``cumprod`` along the first axis of a reversed view is several times slower
+    (it buffers the strided output)."""
+    S, d = a.shape
+    suffix = np.empty_like(a)
+    suffix[-1] = 1.0
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):  # an overflowing law is reported by the caller
+        for k in range(S - 2, -1, -1):
+            np.multiply(suffix[k + 1], a[k + 1], out=suffix[k])
+        M = suffix[0] * a[0]
+        m = np.zeros(d) if b is None else np.einsum("kd,kd->d", suffix, b)
+        if v is None:
+            Q = np.zeros(d)
+        else:
+            suffix *= suffix
+            Q = np.einsum("kd,kd->d", suffix, v)
+    return SpectralMap(M, m, Q)
+
+
+def _rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``array[rows]``, as a view (no copy of an (S, d) table) when the rows are consecutive."""
+    n = len(rows)
+    if n > 1:
+        step = int(rows[1] - rows[0])
+        if step in (1, -1) and rows[-1] - rows[0] == step * (n - 1) and np.all(np.diff(rows) == step):
+            stop = int(rows[-1]) + step
+            return array[int(rows[0]) : (None if stop < 0 else stop) : step]
+    return array[rows]
+
+
+def _run_single_stage(prog: SamplerProgram, modes: ModeTables) -> SpectralMap:
+    """One model evaluation per step at a combination of x and at most one noise, ``x' = w_x x + w_z z +
+    w_f f(y)`` with ``y = i_x x + i_z z`` — the common case (DDPM, DDIM, Euler(-Maruyama), the exponential
+    integrator, ancestral Euler, ...).
+
+    Every stage kind is ``f(y) = mult y + c0 - mult alpha mu`` with ``c0`` one of ``0`` (score, eps),
+    ``alpha mu`` (alpha x0) or ``mu`` (x0), so per mode ``a_k = w_x + w_f mult_k i_x``, ``b_k = (w_f c0 -
+    w_f mult_k alpha mu)`` and the noise variance is ``(w_z + w_f mult_k i_z)^2``.  The composition
+    ``M = prod a``, ``m = sum_k s_k b_k``, ``Q = sum_k s_k^2 v_k`` (``s_k = prod_{j>k} a_j``) is formed
+    with the parts that do not depend on the mode kept as per-step columns: ``m = mu * (col^T (s * w_f
+    mult)) + mu * (col'^T s)`` and, when the noise does not pass through the model (``i_z = 0``), ``Q =
+    (w_z^2)^T s^2`` — matrix-vector products instead of further (S, d) tables."""
+    S, d = len(prog.steps), modes.d
+    mu = modes.mu
+    has_mean = bool(np.any(mu))
+    wfm = np.empty((S, d))  # w_f mult, per step and mode
+    col_x = np.empty((S, 1))  # i_x
+    col_wx = np.empty((S, 1))  # w_x
+    col_mean = np.zeros(S)  # -alpha: m gets mu * sum_k s_k (w_f mult)_k (-alpha_k)
+    col_c0 = np.zeros(S)  # w_f c0 / mu per step
+    col_wz = np.zeros((S, 1))
+    col_iz = np.zeros((S, 1))
+    for grp in modes.compiled.groups:
+        sl = slice(grp.a, grp.b)
+        kind = grp.kinds[0]
+        rows = grp.rows[0]
+        inp, W = grp.inputs[0], grp.writes[:, 0, :]
+        wx, wf = W[:, 0:1], W[:, -1:]
+        alpha = modes.alpha[rows][:, None]
+        sigma = modes.sigma[rows][:, None]
+        if kind in ("score", "eps"):
+            factor = -wf if kind == "score" else wf * sigma
+            np.multiply(factor, _rows(modes.gains, rows), out=wfm[sl])
+        else:
+            factor = wf if kind == "ax0" else wf / alpha
+            np.multiply(factor, _rows(modes.frac, rows), out=wfm[sl])
+            col_c0[sl] = (wf * alpha if kind == "ax0" else wf)[:, 0]
+        col_x[sl], col_wx[sl] = inp[:, 0:1], wx
+        col_mean[sl] = -alpha[:, 0]
+        if grp.noises:
+            col_wz[sl], col_iz[sl] = W[:, 1:2], inp[:, 1:2]
+    a = np.multiply(wfm, col_x)
+    a += col_wx
+    suffix = np.empty_like(a)  # suffix[k] = prod_{j > k} a_j, by in-place row products (see _compose_scalar)
+    suffix[-1] = 1.0
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):  # an overflowing law is reported by the caller
+        for k in range(S - 2, -1, -1):
+            np.multiply(suffix[k + 1], a[k + 1], out=suffix[k])
+        M = suffix[0] * a[0]
+        if has_mean:
+            m = mu * (col_mean @ np.multiply(suffix, wfm)) + (mu * (col_c0 @ suffix) if col_c0.any() else 0.0)
+        else:
+            m = np.zeros(d)
+        if col_iz.any():
+            v = np.multiply(wfm, col_iz)
+            v += col_wz
+            v *= v
+            suffix *= suffix
+            Q = np.einsum("kd,kd->d", suffix, v)
+        elif col_wz.any():
+            suffix *= suffix
+            Q = (col_wz[:, 0] ** 2) @ suffix
+        else:
+            Q = np.zeros(d)
+    return SpectralMap(M, np.asarray(m, float), Q)
+
+
+def run_spectral(model, prog: SamplerProgram) -> SpectralMap:
+    """Exact per-mode map of a stepped program (see the module docstring)."""
+    sp = model.spectral
+    return _run_modes(sp, sp.mean_in_basis, prog)
+
+
+def run_spectral_batch(models: Sequence, prog: SamplerProgram) -> list[SpectralMap]:
+    """:func:`run_spectral` for several models at once (e.g. one per training set): models whose
+    spectral forms share ridge, ``train_time`` and ``lr`` run as one model with their spectra
+    concatenated, so one pass over the steps serves the whole batch."""
+    import dataclasses
+
+    forms = [m.spectral for m in models]
+    if not forms:
+        return []
+    first = forms[0]
+    # concatenating spectra is valid only for forms whose gains are a function of their eigenvalues (not
+    # for a local convolution's KernelForm)
+    same = all(getattr(f, "gains_from_eigenvalues", True) and f.train_time == first.train_time and f.lr == first.lr and not callable(f.ridge)
+               and not callable(first.ridge) and float(f.ridge) == float(first.ridge) for f in forms)
+    if not same or len(forms) == 1:
+        return [run_spectral(m, prog) for m in models]
+    joint = dataclasses.replace(first, eigenvalues=np.concatenate([f.eigenvalues for f in forms]))
+    mu = np.concatenate([f.mean_in_basis for f in forms])
+    acc = _run_modes(joint, mu, prog)
+    cuts = np.cumsum([f.eigenvalues.shape[0] for f in forms])[:-1]
+    return [SpectralMap(M, m, Q) for M, m, Q in zip(np.split(acc.M, cuts), np.split(acc.m, cuts), np.split(acc.Q, cuts))]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -109,7 +109,8 @@ def _projected_moments(model: AffineModel, g: Gaussian) -> tuple[np.ndarray, np.
     elif _is_identity(g.eigenvectors):  # diagonal data covariance: O(d^2), no product
         cdiag = (U * U).T @ g.eigenvalues
     else:
-        cdiag = np.einsum("ij,ij->j", U, _law_cov(g) @ U)
+        M = U.T @ g.eigenvectors  # diag(U^T C U) = (M * M) @ lambda: a sum of non-negative terms
+        cdiag = (M * M) @ g.eigenvalues
     return cdiag, U.T @ (g.mean - sp.mean)
 
 

@@ -21,6 +21,8 @@ from .gaussian import Gaussian
 
 __all__ = ["Process", "DDPM", "VP", "OU", "SigmaVP"]
 
+_FAST_SCALARS = (float, int, np.float64, np.int64)  # not bool (a subclass of int, refused by the full check)
+
 MAX_STEPS = 10**7
 """Largest number of DDPM steps a schedule may have (its tables are O(T) arrays)."""
 
@@ -51,7 +53,9 @@ def _marginal(process, p0: Gaussian, t) -> Gaussian:
     if t.ndim != 0:
         raise ValueError(f"t must be a scalar time for marginal(), got shape {t.shape}")
     a, s = float(process.alpha(t)), float(process.sigma(t))
-    return Gaussian.from_spectrum(a * a * p0.eigenvalues + s * s, p0.eigenvectors, a * p0.mean)
+    # p0's own (validated) basis: no new orthonormality check
+    return Gaussian._in_basis(a * a * p0.eigenvalues + s * s, p0.eigenvectors, None, name="marginal covariance",
+                              mean=a * p0.mean)
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,6 +128,8 @@ class DDPM:
         return cls(np.minimum(1 - f[1:] / f[:-1], max_beta))
 
     def check_time(self, t, name: str = "t", allow_zero: bool = True) -> np.ndarray:
+        if type(t) in _FAST_SCALARS and t == t and (1 if not allow_zero else 0) <= t <= self.T and t == int(t):
+            return np.int64(t)  # the common scalar case, without building and scanning an array
         arr = as_finite_array(t, name)
         lo = 0 if allow_zero else 1
         if np.any(arr != np.round(arr)) or np.any(arr < lo) or np.any(arr > self.T):
@@ -216,6 +222,8 @@ class VP(_RateProcess):
         return cls(beta_min, beta_max, T)
 
     def check_time(self, t, name: str = "t", allow_zero: bool = True) -> np.ndarray:
+        if type(t) in _FAST_SCALARS and 0 <= t <= self.T and (allow_zero or t > 0):
+            return np.float64(t)  # the common scalar case, without building and scanning an array
         arr = as_finite_array(t, name)
         if np.any(arr < 0) or np.any(arr > self.T * (1 + 1e-12)) or (not allow_zero and np.any(arr == 0)):
             lo = "[0" if allow_zero else "(0"
@@ -273,6 +281,8 @@ class SigmaVP(_RateProcess):
         return self.sigma_max
 
     def check_time(self, t, name: str = "t", allow_zero: bool = True) -> np.ndarray:
+        if type(t) in _FAST_SCALARS and 0 <= t <= self.sigma_max and (allow_zero or t > 0):
+            return np.float64(t)  # the common scalar case, without building and scanning an array
         arr = as_finite_array(t, name)
         if np.any(arr < 0) or np.any(arr > self.sigma_max * (1 + 1e-12)) or (not allow_zero and np.any(arr == 0)):
             raise ValueError(f"{name} must be a noise level in [0, {self.sigma_max:g}] for this process, got {t!r}")

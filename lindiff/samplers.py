@@ -40,20 +40,22 @@ them with diffusers' ``spacing="leading"`` (default), ``"trailing"`` or ``"linsp
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from ._program import KINDS, SamplerProgram, Stage, Step, StepBuilder, lc, run_dense, run_points, run_spectral
+from ._program import (KINDS, SamplerProgram, Stage, Step, StepBuilder, lc, run_dense, run_points, run_spectral,
+                       run_spectral_batch)
 from ._validation import as_finite_array, as_nonnegative_float, as_positive_int
-from .gaussian import Gaussian
+from .gaussian import Gaussian, _is_identity
 from .processes import DDPM, Process, SigmaVP, VP
 from .scores import AffineModel, ScoreModel
 from .tables import Column, Table
 
-__all__ = ["SAMPLERS", "Stage", "Step", "SamplerProgram", "build_sampler", "sampling_law", "sampler_table"]
+__all__ = ["SAMPLERS", "Stage", "Step", "SamplerProgram", "build_sampler", "sampling_law", "sampling_laws", "sampler_table"]
 
 SPACINGS = ("leading", "trailing", "linspace")
 GRID_OPTIONS = ("grid", "timesteps", "spacing", "steps_offset")
@@ -923,7 +925,8 @@ def _resolve(sampler: str, options: dict, caller: str) -> tuple[_Spec, dict, dic
     return spec, grid_opts, opts
 
 
-_PROGRAMS: dict = {}
+_PROGRAMS: "OrderedDict[tuple, tuple]" = OrderedDict()
+_PROGRAM_CACHE_SIZE = 256  # a table of samplers x grids x truncations reuses every program it builds
 
 
 def build_sampler(process: Process, sampler: str, steps: int | None = None, t_min: float = 0.0, **options) -> SamplerProgram:
@@ -950,12 +953,13 @@ def _build(process, sampler, steps, t_min, options, caller) -> SamplerProgram:
     if key is not None:
         hit = _PROGRAMS.get(key)
         if hit is not None and hit[0] is process:
+            _PROGRAMS.move_to_end(key)
             return hit[1]
     prog = _build_program(process, spec, steps, t_min, grid_opts, opts)
     if key is not None:
-        if len(_PROGRAMS) > 64:
-            _PROGRAMS.clear()
         _PROGRAMS[key] = (process, prog)
+        while len(_PROGRAMS) > _PROGRAM_CACHE_SIZE:  # least recently used first
+            _PROGRAMS.popitem(last=False)
     return prog
 
 
@@ -1046,6 +1050,68 @@ def _same_process(a: Process, b: Process) -> bool:
     if isinstance(a, SigmaVP):
         return a.sigma_max == b.sigma_max
     return (a.beta_min, a.beta_max, a.T) == (b.beta_min, b.beta_max, b.T)
+
+
+def _law_scale(model: AffineModel, start: Gaussian | None) -> float:
+    """"Numerically zero" is judged against the problem's scale: the start law and the model's spectrum."""
+    scale = 1.0 if start is None else float(start.eigenvalues.max(initial=0.0))
+    if model.spectral is not None:
+        scale = max(scale, float(model.spectral.eigenvalues.max(initial=0.0)))
+    return scale
+
+
+def _spectral_law(model: AffineModel, sampler: str, acc, start: Gaussian | None) -> Gaussian:
+    """The law from the per-mode map ``x_U -> M x_U + m + N(0, Q)`` in the model's eigenbasis."""
+    _finite_law(sampler, acc.M, acc.m, acc.Q)
+    scale = _law_scale(model, start)
+    U = model.spectral.basis
+    if start is None:
+        return Gaussian._in_basis(acc.M**2 + acc.Q, U, acc.m, scale)
+    start_mean_u = start.mean if _is_identity(U) else U.T @ start.mean
+    mean_u = acc.M * start_mean_u + acc.m
+    if start.eigenvectors is U:
+        return Gaussian._in_basis(acc.M**2 * start.eigenvalues + acc.Q, U, mean_u, scale)
+    c0 = U.T @ start.cov @ U
+    cov_u = acc.M[:, None] * c0 * acc.M[None, :] + np.diag(acc.Q)
+    cov = U @ cov_u @ U.T
+    return Gaussian(U @ mean_u, 0.5 * (cov + cov.T), _scale=scale)
+
+
+def sampling_laws(models, process: Process, sampler: str, steps: int | None = None, t_min: float = 0.0,
+                  init="standard", **options) -> list[Gaussian]:
+    """:func:`sampling_law` for several models of one process (e.g. one fitted per training set).
+
+    Models in an eigenbasis that share ridge, ``train_time`` and ``lr`` run as one batch: one pass over the
+    sampler's steps serves them all (their spectra are concatenated), which is what makes a sweep over
+    training sets cost about one ``eigh`` per set.  Each law equals ``sampling_law`` of its model up to
+    the order of floating-point sums.
+
+    >>> import lindiff as ld
+    >>> process = ld.DDPM.linear(100)
+    >>> p0 = ld.Gaussian.from_spectrum([1.0, 0.5, 0.25])
+    >>> models = [ld.LinearDenoiser.fit(p0.sample(5, seed), process) for seed in range(3)]
+    >>> laws = sampling_laws(models, process, "ddim", 10)
+    >>> all(abs(ld.kl(a, ld.sampling_law(m, process, "ddim", 10))) < 1e-12 for a, m in zip(laws, models))
+    True
+    """
+    models = list(models)
+    for model in models:
+        if not isinstance(model, AffineModel):
+            raise TypeError(f"models must be affine models (GaussianScore or LinearDenoiser), got {type(model).__name__}")
+        if not _same_process(model.process, process):
+            raise ValueError(f"process {process!r} differs from a model's process {model.process!r}")
+    batchable = [m for m in models if m.spectral is not None]
+    if sampler in ("sde", "ode") or len(batchable) < 2:
+        return [sampling_law(m, process, sampler, steps, t_min, init, **options) for m in models]
+    prog = _build(process, sampler, steps, t_min, options, "sampling_laws")
+    maps = iter(run_spectral_batch(batchable, prog))
+    out = []
+    for model in models:
+        if model.spectral is None:
+            out.append(sampling_law(model, process, sampler, steps, t_min, init, **options))
+        else:
+            out.append(_spectral_law(model, sampler, next(maps), _initial(model, model.process, init, prog.t_start)))
+    return out
 
 
 def _initial(model: AffineModel, process: Process, init, t_start: float) -> Gaussian | None:
@@ -1262,28 +1328,14 @@ def sampling_law(model: AffineModel, process: Process, sampler: str, steps: int 
         raise ValueError(f"path must be 'auto', 'spectral' or 'dense', got {path!r}")
     prog = _build(model.process, sampler, steps, t_min, options, "sampling_law")
     start = _initial(model, model.process, init, prog.t_start)
-    # "numerically zero" is judged against the problem's scale: the start law and the model's spectrum
-    scale = 1.0 if start is None else float(start.eigenvalues.max(initial=0.0))
-    if model.spectral is not None:
-        scale = max(scale, float(model.spectral.eigenvalues.max(initial=0.0)))
     use_spectral = model.spectral is not None and path != "dense"
     if path == "spectral" and model.spectral is None:
         raise ValueError("path='spectral' needs a model with an eigenbasis representation (this one is dense)")
     continuous = sampler in ("sde", "ode")
     if use_spectral:
-        sp = model.spectral
-        U = sp.basis
         acc = _continuous_spectral(model, prog, rtol) if continuous else run_spectral(model, prog)
-        _finite_law(sampler, acc.M, acc.m, acc.Q)
-        if start is None:
-            return Gaussian.from_spectrum(acc.M**2 + acc.Q, U, U @ acc.m, scale=scale)
-        mean_u = acc.M * (U.T @ start.mean) + acc.m
-        if start.eigenvectors is U:
-            return Gaussian.from_spectrum(acc.M**2 * start.eigenvalues + acc.Q, U, U @ mean_u, scale=scale)
-        c0 = U.T @ start.cov @ U
-        cov_u = acc.M[:, None] * c0 * acc.M[None, :] + np.diag(acc.Q)
-        cov = U @ cov_u @ U.T
-        return Gaussian(U @ mean_u, 0.5 * (cov + cov.T), _scale=scale)
+        return _spectral_law(model, sampler, acc, start)
+    scale = _law_scale(model, start)
     M, m, Q = _continuous_dense(model, prog, rtol) if continuous else run_dense(model, prog)
     _finite_law(sampler, M, m, Q)
     if start is None:

@@ -117,6 +117,8 @@ class SpectralForm:
     train_time: float | None = None
     lr: float = 1.0
 
+    gains_from_eigenvalues = True  # (not a field) the gains are g_t(l): forms may be batched by concatenating l
+
     @property
     def mean_in_basis(self) -> np.ndarray:
         cached = self.__dict__.get("_mean_u")
@@ -136,7 +138,8 @@ class SpectralForm:
     def gains(self, t, alpha, sigma) -> np.ndarray:
         """Per-eigenvalue score gains ``g_t(l)``, shape ``t.shape + (d,)``; may hold ``inf``."""
         t, alpha, sigma = np.asarray(t, float), np.asarray(alpha, float), np.asarray(sigma, float)
-        h = (alpha**2)[..., None] * self.eigenvalues + (sigma**2 + self.ridge_at(t))[..., None]
+        h = np.multiply.outer(alpha * alpha, self.eigenvalues)
+        h += (sigma * sigma + self.ridge_at(t))[..., None]
         return _linalg.relax(h, self.train_time, self.lr)
 
     def x0_gains(self, t: float, alpha: float, sigma: float) -> np.ndarray:

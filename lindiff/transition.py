@@ -22,11 +22,11 @@ from typing import Sequence
 import numpy as np
 
 from ._validation import as_finite_array, as_positive_int
-from .ensembles import expected_kl, expected_kl_series, monte_carlo_over_training_sets
+from .ensembles import expected_kl, expected_kl_series, run_jobs, spawn_seeds
 from .gaussian import Gaussian, Infinite, kl
 from .losses import dsm_loss, generalisation_gap
 from .processes import DDPM, Process
-from .samplers import sampling_law
+from .samplers import sampling_law, sampling_laws
 from .scores import LinearDenoiser
 from .spectra import power_law
 from .tables import Column, Table
@@ -51,21 +51,54 @@ def _per_dim(value: float, d: int) -> float:
 
 def _one_set(p0: Gaussian, N: int, process: Process, sampler: str, steps, t_min: float, ridge: float,
              train_time, sampler_options: dict, *, rng) -> dict:
-    X = p0.sample(N, rng)
-    model = LinearDenoiser.fit(X, process, ridge=ridge, train_time=train_time)
-    fitted = model.data
-    law = sampling_law(model, process, sampler, steps, t_min, **sampler_options)
-    times = _loss_times(process)
-    d = p0.dim
-    return {
-        "fit_m2d": _per_dim(kl(fitted, p0), d),
-        "fit_d2m": _per_dim(kl(p0, fitted), d),
-        "law_m2d": _per_dim(kl(law, p0), d),
-        "law_d2m": _per_dim(kl(p0, law), d),
-        "train": float(np.mean(dsm_loss(model, X, times))) / d,
-        "test": float(np.mean(dsm_loss(model, p0, times))) / d,
-        "gap": float(np.mean(generalisation_gap(model, X, p0, times))) / d,
-    }
+    """One training set (the reference for :class:`_SetBatch`, which computes many at once)."""
+    return _SetBatch(p0, N, process, sampler, steps, t_min, ridge, train_time, sampler_options, ())._sets([rng])[0]
+
+
+@dataclass(frozen=True)
+class _SetBatch:
+    """Several training sets of one size N, each from its own seed, computed together: the sampler's steps
+    run once for the whole batch (:func:`lindiff.samplers.sampling_laws`).  A picklable job for any
+    executor; the batches are the same whatever the executor, so the results are too."""
+
+    p0: Gaussian
+    N: int
+    process: Process
+    sampler: str
+    steps: object
+    t_min: float
+    ridge: float
+    train_time: object
+    sampler_options: dict
+    seeds: tuple
+
+    def __call__(self) -> list[dict]:
+        return self._sets([np.random.default_rng(seed) for seed in self.seeds])
+
+    def _sets(self, rngs) -> list[dict]:
+        p0, process, d = self.p0, self.process, self.p0.dim
+        Xs = [p0.sample(self.N, rng) for rng in rngs]
+        models = [LinearDenoiser.fit(X, process, ridge=self.ridge, train_time=self.train_time) for X in Xs]
+        laws = sampling_laws(models, process, self.sampler, self.steps, self.t_min, **self.sampler_options)
+        times = _loss_times(process)
+        out = []
+        for X, model, law in zip(Xs, models, laws):
+            fitted = model.data
+            out.append({
+                "fit_m2d": _per_dim(kl(fitted, p0), d),
+                "fit_d2m": _per_dim(kl(p0, fitted), d),
+                "law_m2d": _per_dim(kl(law, p0), d),
+                "law_d2m": _per_dim(kl(p0, law), d),
+                "train": float(np.mean(dsm_loss(model, X, times))) / d,
+                "test": float(np.mean(dsm_loss(model, p0, times))) / d,
+                "gap": float(np.mean(generalisation_gap(model, X, p0, times))) / d,
+            })
+        return out
+
+
+BATCH = 16
+"""Training sets per job: large enough that one pass over the sampler's steps serves many sets, small
+enough to spread over workers.  Fixed, so that every executor computes the same batches."""
 
 
 def _summarise(values: list[float]):
@@ -122,8 +155,17 @@ def transition_sweep(d: int = 32, ratios: Sequence[float] = DEFAULT_RATIOS, spec
     ratios = tuple(float(r) for r in ratios_arr)
     Ns = tuple(max(1, int(round(r * d))) for r in ratios)
     p0 = Gaussian.from_spectrum(spectrum)
-    tasks = [(p0, N, process, sampler, steps, t_min, ridge, train_time, dict(sampler_options)) for N in Ns]
-    raw = monte_carlo_over_training_sets(_one_set, tasks, repeats, seed, executor, progress, "transition sweep")
+    repeats = as_positive_int(repeats, "repeats")
+    seeds = spawn_seeds(seed, len(Ns) * repeats)  # set r of size N_i has seed i * repeats + r, as before batching
+    jobs, owner = [], []
+    for i, N in enumerate(Ns):
+        for lo in range(0, repeats, BATCH):
+            chunk = tuple(seeds[i * repeats + lo : i * repeats + min(lo + BATCH, repeats)])
+            jobs.append(_SetBatch(p0, N, process, sampler, steps, t_min, ridge, train_time, dict(sampler_options), chunk))
+            owner.append(i)
+    raw: list[list[dict]] = [[] for _ in Ns]
+    for i, batch in zip(owner, run_jobs(jobs, executor, progress, "transition sweep")):
+        raw[i].extend(batch)
     return TransitionResult(d, Ns, ratios, repeats, process, sampler, spectrum, raw, label)
 
 

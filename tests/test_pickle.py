@@ -9,7 +9,7 @@ import pickle
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import lindiff as ld
@@ -48,7 +48,10 @@ def test_models_programs_and_laws_round_trip(data):
     p0, X, model = data.draw(lst.linear_denoisers(process=process))
     config = data.draw(lst.sampler_configs(process))
     prog = ld.build_sampler(process, **config)
-    law = ld.sampling_law(model, process, **config)
+    try:
+        law = ld.sampling_law(model, process, **config)
+    except ValueError:  # a configuration with no law for this model (e.g. the score undefined at t = 0)
+        assume(False)
     for value in (model, ld.GaussianScore(p0, process), ld.EmpiricalScore(X, process), prog, law):
         _round_trip_equal(value)
     back_model, back_law = pickle.loads(pickle.dumps((model, law)))

@@ -50,13 +50,14 @@ KNOWN = [
     ("stability.", "foreign RuntimeWarning", "", "lindiff/stability.py: 0/0 for a data law of rank 0"),
     ("stability.girsanov_bound", "plain inf", "", "lindiff/stability.py: girsanov_bound returns a plain inf"),
     ("stability.kl_bound_table", "plain inf", "", "lindiff/stability.py: kl_bound_table prints an infinite KL as plain inf"),
-    # the sampler entry points are being rewritten on the `samplers` branch (issue 11 item 9): every
-    # defect reached through them is listed for the samplers helper
-    ("build_sampler", "", "", "lindiff/samplers.py (samplers helper): NaN/overflow/ZeroDivisionError as alpha -> 0"),
-    ("sampler_table", "", "", "lindiff/samplers.py (samplers helper): NaN/overflow/ZeroDivisionError as alpha -> 0"),
-    ("sampling_law", "", "", "lindiff/samplers.py (samplers helper): overflow, NaN, spectral != dense path"),
-    ("mc.sample", "", "", "lindiff/samplers.py (samplers helper) via mc.sample: overflow / ZeroDivisionError"),
-    ("memorisation.memorisation_table", "foreign ZeroDivisionError", "", "lindiff/samplers.py (samplers helper) via memorisation_table"),
+    ("regularisation.", "plain inf", "", "lindiff/regularisation.py: evaluate() averages Infinite KLs into a plain inf"),
+    # the sampler entry points (rewritten on the `samplers` branch, issue 11 item 9; merged into main):
+    # every defect reached through them is listed for the samplers helper
+    ("build_sampler", "", "", "lindiff/samplers.py: OverflowError / overflow or 0*inf warnings at steep schedules"),
+    ("sampler_table", "", "", "lindiff/samplers.py: OverflowError / overflow or 0*inf warnings at steep schedules"),
+    ("sampling_law", "", "", "lindiff/samplers.py: overflow at steep schedules; steps=True accepted from the program cache"),
+    ("mc.sample", "", "", "lindiff/samplers.py via mc.sample: overflow / OverflowError at steep schedules"),
+    ("memorisation.memorisation_table", "foreign ZeroDivisionError", "", "lindiff/memorisation.py: memorisation_table divides by a zero typical distance (data law of rank 0)"),
 ]
 
 
@@ -164,7 +165,9 @@ def scan(value: Any, allow_neg_inf: bool = False, depth: int = 0) -> tuple[str, 
                 worst = outcome
         return worst
     if dataclasses.is_dataclass(value):
-        return scan([getattr(value, f.name) for f in dataclasses.fields(value)], allow_neg_inf, depth + 1)
+        # "options" echoes the caller's parameters, where inf is a legitimate "no limit" (s_tmax = inf)
+        return scan([getattr(value, f.name) for f in dataclasses.fields(value) if f.name != "options"],
+                    allow_neg_inf, depth + 1)
     return "valid", ""
 
 
