@@ -220,3 +220,15 @@ class KernelForm(SpectralForm):
     @property
     def is_exact_gaussian_score(self) -> bool:
         return False
+
+    def _mode_key(self) -> np.ndarray:
+        return self.kernel.transfer.T  # equal transfer-function columns: equal gains at every time
+
+    def restrict(self, modes: np.ndarray) -> "KernelForm":
+        import dataclasses
+
+        kernel = dataclasses.replace(self.kernel, transfer=self.kernel.transfer[:, modes])
+        out = dataclasses.replace(self, eigenvalues=self.eigenvalues[modes], kernel=kernel)
+        object.__setattr__(out, "_mean_u", self.mean_in_basis[modes])
+        object.__setattr__(out, "_classes", None)
+        return out

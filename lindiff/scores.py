@@ -186,6 +186,41 @@ class SpectralForm:
         """True when the gains are those of the score of N(m, U diag(l) U^T) noised (no ridge/flow)."""
         return self.train_time is None and not callable(self.ridge) and float(self.ridge) == 0.0
 
+    def _mode_key(self) -> np.ndarray:
+        """Per mode, what its gains depend on (besides the shared ridge, train_time, lr): the eigenvalue."""
+        return self.eigenvalues[:, None]
+
+    def mode_classes(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(representatives, inverse)`` when some modes have the same gains and the same centre (they are
+        then computed once), else None.
+
+        The per-mode sampler recursion depends only on a mode's gains and its centre ``mean_in_basis``, so
+        ``law[inverse]`` of the law on the representatives is the law on every mode.  A stationary field's
+        spectrum repeats each value at least at k and -k and a radial spectrum on a grid has far fewer
+        distinct values than modes (5924 of 65536 for 1/|k|^2 on 256 x 256)."""
+        cached = self.__dict__.get("_classes", False)
+        if cached is not False:
+            return cached
+        key = np.concatenate([self._mode_key(), self.mean_in_basis[:, None]], axis=1)
+        d = key.shape[0]
+        out = None
+        if d > 1:
+            _, reps, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+            if reps.size < d:
+                out = (reps, inverse.reshape(d))
+        object.__setattr__(self, "_classes", out)
+        return out
+
+    def restrict(self, modes: np.ndarray) -> "SpectralForm":
+        """The same form on a subset of its modes (for :meth:`mode_classes`); the basis is not restricted
+        (the result is used per mode only)."""
+        import dataclasses
+
+        out = dataclasses.replace(self, eigenvalues=self.eigenvalues[modes], mean=self.mean)
+        object.__setattr__(out, "_mean_u", self.mean_in_basis[modes])
+        object.__setattr__(out, "_classes", None)
+        return out
+
 
 def _undefined_score(t: float, zeros: int, sigma: float = 0.0) -> ValueError:
     if sigma > 0:
