@@ -62,6 +62,8 @@ def as_kernel_size(kernel_size, grid: tuple[int, ...]) -> tuple[int, ...]:
     """Per-axis odd kernel sizes, each at most the grid's size along that axis."""
     if isinstance(kernel_size, (int, np.integer)) and not isinstance(kernel_size, bool):
         sizes = (int(kernel_size),) * len(grid)
+    elif isinstance(kernel_size, (str, bytes)):
+        raise TypeError(f"kernel_size must be None, an odd int or a tuple of odd ints (one per grid axis), got {kernel_size!r}")
     else:
         try:
             sizes = tuple(kernel_size)
