@@ -33,7 +33,7 @@ def make_page():
         ["N images x_i on a periodic grid of d pixels; x_t = alpha x_i + sigma eps, eps ~ N(0, I)",
          "eps-model: circular convolution with kernel w on a centred odd box S, plus one bias beta",
          "loss L = (1/N) sum_i E||eps - W x_t - beta 1||^2 + r ||W||_F^2, the noise expectation exact"],
-        ["lindiff/_convolution.py; Kamb & Ganguli (2024) for local equivariant denoisers"],
+        ["lindiff/_convolution.py; Kamb & Ganguli (2025) for local equivariant denoisers"],
     )
 
 

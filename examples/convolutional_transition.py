@@ -7,7 +7,7 @@ law of Ho et al.'s DDPM sampler for each, and compare with the data.  The dense 
 (it memorises: its law collapses on the span of the images); shift-averaging gives the convolutional fit 2N
 samples per pair of frequencies, so its exact expected KL is about d times smaller
 (expected_kl_convolutional) and it generalises from a handful of images; the local kernel has even fewer
-parameters but cannot represent the long-range correlations of a power-law spectrum (Kamb & Ganguli 2024;
+parameters but cannot represent the long-range correlations of a power-law spectrum (Kamb & Ganguli 2025;
 Kadkhodaie et al. 2024).  Prints the table and a headline computed from it; saves convolutional_transition.png.
 """
 

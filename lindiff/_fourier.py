@@ -14,7 +14,7 @@ which is real, symmetric and orthonormal (:math:`H^2 = I`), and diagonalises eve
 is symmetric, :math:`p(k) = p(-k)` (the spectrum of any real symmetric circulant): for real :math:`x`,
 :math:`(F C x)_k = p_k (F x)_k` with :math:`p_k` real, so :math:`H C x = p \odot H x`.  The eigenvalue paired
 with column :math:`k` of :math:`H` is :math:`p_k`, the power at frequency :math:`k` (flattened in C order), and
-:math:`H x` costs one FFT (Bracewell 1983, "The fast Hartley transform").
+:math:`H x` costs one FFT (Bracewell 1983, "Discrete Hartley transform").
 
 :class:`HartleyBasis` stands in for the d x d array wherever lindiff uses an eigenbasis: ``U @ c``,
 ``U.T @ x`` and ``X @ U`` are FFTs along the grid axes (``U.T`` is ``U``), and anything else (``U * g``,
@@ -24,7 +24,7 @@ same grid recognise their common basis by identity and take the O(d) divergence 
 
 Only array operations with a NumPy equivalent in the array-API standard are used (``fft.fftn`` /
 ``fft.rfftn``, reshapes, elementwise arithmetic), so the transforms run unchanged on any namespace that
-provides them (docs/gpu.md).
+provides them (``docs/gpu.md``).
 """
 
 from __future__ import annotations

@@ -591,8 +591,8 @@ class LinearDenoiser(AffineModel):
           k x ... x k box, :math:`(\alpha^2 R_S + (\sigma^2 + r_t) I)\,w_t = \sigma e_0` with
           :math:`R_S` the images' circular autocorrelation :math:`R(o - o')` on the box (from
           :math:`\bar P` by one inverse FFT); its gain at frequency k is the kernel's transfer function.
-          The locality is what makes convolutional diffusion models creative (Kamb & Ganguli 2024, "An
-          analytic theory of creativity in convolutional diffusion models") and their generalisation
+          The locality is what makes convolutional diffusion models creative (Kamb & Ganguli 2025, "An
+          analytic theory of creativity in convolutional diffusion models", arXiv:2412.20292) and their generalisation
           geometry-adaptive (Kadkhodaie, Guth, Simoncelli & Mallat 2024, "Generalization in diffusion
           models arises from geometry-adaptive harmonic representations").
 
