@@ -411,7 +411,7 @@ def _bures_trace_form(eig_p: PSDEig, eig_q: PSDEig) -> float | None:
     return value
 
 
-def bures_sq(eig_p: PSDEig, eig_q: PSDEig, diff: np.ndarray | None = None) -> float:
+def bures_sq(eig_p: PSDEig, eig_q: PSDEig, diff=None) -> float:
     r"""Bures term of :math:`W_2^2`: :math:`\operatorname{tr}S_p + \operatorname{tr}S_q -
     2\operatorname{tr}(S_p^{1/2} S_q S_p^{1/2})^{1/2}`, from the two (clipped) eigendecompositions.
 
@@ -443,6 +443,8 @@ def bures_sq(eig_p: PSDEig, eig_q: PSDEig, diff: np.ndarray | None = None) -> fl
     # the plain residual has absolute error ~ d eps ||S||^{1/2} per entry: keep it when W2^2 is large
     if value > 1e-4 * total:
         return value
+    if callable(diff):  # formed only here, where it is needed (a spectral law's dense covariance costs a product)
+        diff = diff()
     d = root_p.shape[0]
     eye = np.eye(d)
     plus = eye + polar

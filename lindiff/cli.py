@@ -214,6 +214,23 @@ def _check_plot_path(path: str | None) -> None:
         raise CLIError(f"--plot {path}: use a .png, .pdf or .svg file name (got suffix {target.suffix or 'none'!r})")
 
 
+def _check_sampler(args, process) -> None:
+    if args.sampler not in _samplers_for(process):
+        raise CLIError(f"--sampler {args.sampler} needs a continuous process; with --schedule {args.schedule} "
+                       f"choose one of: {', '.join(_samplers_for(process))}")
+
+
+def _check_csv_table(args, names: tuple[str, ...]) -> None:
+    """Before computing: CSV holds one table, so a command with several needs --table."""
+    if args.format == "csv" and args.table is None:
+        raise CLIError("--format csv holds one table: choose it with --table NAME, one of: " + ", ".join(names))
+
+
+def _write_plot(plot, *args) -> None:
+    plot(*args)
+    print(f"figure written to {args[-1]}", file=sys.stderr)
+
+
 def _emit(result: Table | Tables, args) -> None:
     table_name = getattr(args, "table", None)
     if isinstance(result, Table):
@@ -246,9 +263,7 @@ def _cmd_transition(args) -> int:
 
     _check_plot_path(args.plot)
     process = _process(args)
-    if args.sampler not in _samplers_for(process):
-        raise CLIError(f"--sampler {args.sampler} needs a continuous process; with --schedule {args.schedule} "
-                       f"choose one of: {', '.join(_samplers_for(process))}")
+    _check_sampler(args, process)
     from .transition import parse_model
 
     kind, size = parse_model(args.model)
@@ -282,8 +297,7 @@ def _cmd_transition(args) -> int:
     if args.plot:
         from .plots import plot_transition
 
-        plot_transition(result, args.plot)
-        print(f"figure written to {args.plot}", file=sys.stderr)
+        _write_plot(plot_transition, result, args.plot)
     return 0
 
 
@@ -302,8 +316,7 @@ def _cmd_stability(args) -> int:
         raise CLIError(f"--eps must lie in (0, {process.T:g})")
     if min(args.Ns) < 2:
         raise CLIError("--Ns: every training-set size must be at least 2 (replace-one needs a second point)")
-    if args.format == "csv" and args.table is None:
-        raise CLIError("--format csv holds one table: choose it with --table NAME, one of: " + ", ".join(STABILITY_TABLES))
+    _check_csv_table(args, STABILITY_TABLES)
     tables = stability_tables(d=args.d, Ns=args.Ns, times=args.times, eps_values=args.eps, ridge=args.ridge,
                               repeats=args.repeats, draws=args.draws, integrated_repeats=args.integrated_repeats,
                               process=process, seed=args.seed, progress=_progress(args))
@@ -311,8 +324,7 @@ def _cmd_stability(args) -> int:
     if args.plot:
         from .plots import plot_stability
 
-        plot_stability(tables["per_time"], tables["integrated"], args.plot)
-        print(f"figure written to {args.plot}", file=sys.stderr)
+        _write_plot(plot_stability, tables["per_time"], tables["integrated"], args.plot)
     return 0
 
 
@@ -324,13 +336,10 @@ def _cmd_variance(args) -> int:
 
     _check_plot_path(args.plot)
     process = _process(args)
-    if args.sampler not in _samplers_for(process):
-        raise CLIError(f"--sampler {args.sampler} needs a continuous process; with --schedule {args.schedule} "
-                       f"choose one of: {', '.join(_samplers_for(process))}")
+    _check_sampler(args, process)
     if args.window is not None and (len(args.window) != 2 or args.window[0] >= args.window[1]):
         raise CLIError("--window must be two increasing times LO,HI")
-    if args.format == "csv" and args.table is None:
-        raise CLIError("--format csv holds one table: choose it with --table NAME, one of: " + ", ".join(VARIANCE_TABLES))
+    _check_csv_table(args, VARIANCE_TABLES)
     tables = variance_tables(d=args.d, ratios=args.ratios, Ps=args.Ps, ridges=args.ridges, process=process,
                              sampler=args.sampler, steps=args.steps, draws=args.draws, samples=args.samples,
                              exponent=args.exponent, allocation=args.allocation,
@@ -340,8 +349,7 @@ def _cmd_variance(args) -> int:
     if args.plot:
         from .plots import plot_variance
 
-        plot_variance(tables["variance"], args.plot)
-        print(f"figure written to {args.plot}", file=sys.stderr)
+        _write_plot(plot_variance, tables["variance"], args.plot)
     return 0
 
 
@@ -423,7 +431,7 @@ def _cmd_oracle(args) -> int:
         if args.plot:
             from .adapters.diffusers import plot_conformance
 
-            plot_conformance(table, args.plot)
+            _write_plot(plot_conformance, table, args.plot)
         return 0
     if args.search is not None and args.search < 1:
         raise CLIError(f"--search {args.search}: give the number of configurations to try (>= 1)")
@@ -447,7 +455,7 @@ def _cmd_oracle(args) -> int:
                                 progress=_progress(args))
     _emit(table, args)
     if args.plot:
-        adapter.plot_conformance(table, args.plot)
+        _write_plot(adapter.plot_conformance, table, args.plot)
     return 0
 
 

@@ -616,7 +616,7 @@ def w2(p: Gaussian, q: Gaussian) -> float:
             root_diff[both] = (lp[both] - lq[both]) / (np.sqrt(lp[both]) + np.sqrt(lq[both]))
             cov_dist = _norm(root_diff)
         else:
-            cov_dist = float(np.sqrt(_linalg.bures_sq(p._eig, q._eig, p.cov - q.cov)))
+            cov_dist = float(np.sqrt(_linalg.bures_sq(p._eig, q._eig, lambda: p.cov - q.cov)))
     value = float(np.hypot(mean_dist, cov_dist))
     return _finite(value, "W2(p, q)")
 
