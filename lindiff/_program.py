@@ -510,8 +510,8 @@ def run_spectral(model, prog: SamplerProgram) -> SpectralMap:
     classes = sp.mode_classes()
     modes, inverse = classes if classes is not None else (None, None)
     n = d if modes is None else modes.size
-    # the interpreter holds a few (steps x modes) tables: in blocks of modes they stay ~32 MB each, in
-    # cache and in reused memory, instead of GBs of fresh pages at image sizes
+    # the interpreter holds a few (steps x modes) tables: in blocks of modes they stay ~32 MB each and
+    # reuse freed memory, instead of GBs of fresh pages at image sizes
     block = max(1024, (1 << 22) // max(len(prog.steps), 1))
     if modes is None and n <= block:
         return _run_modes(sp, mu, prog)
