@@ -11,7 +11,7 @@ takes ``rng``; ``kl(p, q)`` is KL(p || q); ``w2`` is the distance, not its squar
 """
 
 from . import ensembles, mc, memorisation, regularisation, rmt, sgd, spectra, stability, transition, variance
-from .ensembles import expected_kl, expected_kl_series
+from .ensembles import expected_kl, expected_kl_convolutional, expected_kl_series
 from .stability import score_stability, stability_draws
 from .transition import transition_sweep, transition_table
 from .gaussian import Gaussian, Infinite, hellinger, kl, w2
@@ -57,6 +57,7 @@ __all__ = [
     # ensembles and the transition
     "expected_kl",
     "expected_kl_series",
+    "expected_kl_convolutional",
     "transition_sweep",
     "transition_table",
     "score_stability",

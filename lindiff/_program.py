@@ -501,7 +501,26 @@ def _run_single_stage(prog: SamplerProgram, modes: ModeTables) -> SpectralMap:
 def run_spectral(model, prog: SamplerProgram) -> SpectralMap:
     """Exact per-mode map of a stepped program (see the module docstring)."""
     sp = model.spectral
-    return _run_modes(sp, sp.mean_in_basis, prog)
+    mu = sp.mean_in_basis
+    d = mu.shape[0]
+    if not hasattr(sp, "restrict"):
+        return _run_modes(sp, mu, prog)
+    # modes with the same gains and centre have the same map: one run per class (a stationary field's
+    # radial spectrum on a 256 x 256 grid has 5924 distinct values for 65536 modes)
+    classes = sp.mode_classes()
+    modes, inverse = classes if classes is not None else (None, None)
+    n = d if modes is None else modes.size
+    # the interpreter holds a few (steps x modes) tables: in blocks of modes they stay ~32 MB each and
+    # reuse freed memory, instead of GBs of fresh pages at image sizes
+    block = max(1024, (1 << 22) // max(len(prog.steps), 1))
+    if modes is None and n <= block:
+        return _run_modes(sp, mu, prog)
+    index = np.arange(d) if modes is None else modes
+    parts = [_run_modes(sp.restrict(index[i : i + block]), mu[index[i : i + block]], prog) for i in range(0, n, block)]
+    M, m, Q = (np.concatenate([getattr(p, f) for p in parts]) for f in ("M", "m", "Q"))
+    if inverse is not None:
+        M, m, Q = M[inverse], m[inverse], Q[inverse]
+    return SpectralMap(M, m, Q)
 
 
 def run_spectral_batch(models: Sequence, prog: SamplerProgram) -> list[SpectralMap]:
@@ -514,7 +533,9 @@ def run_spectral_batch(models: Sequence, prog: SamplerProgram) -> list[SpectralM
     if not forms:
         return []
     first = forms[0]
-    same = all(f.train_time == first.train_time and f.lr == first.lr and not callable(f.ridge)
+    # concatenating spectra is valid only for forms whose gains are a function of their eigenvalues (not
+    # for a local convolution's KernelForm)
+    same = all(getattr(f, "gains_from_eigenvalues", True) and f.train_time == first.train_time and f.lr == first.lr and not callable(f.ridge)
                and not callable(first.ridge) and float(f.ridge) == float(first.ridge) for f in forms)
     if not same or len(forms) == 1:
         return [run_spectral(m, prog) for m in models]

@@ -9,6 +9,7 @@ and the rule, with exit status 2.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -72,6 +73,34 @@ def _nonnegative_float(text: str) -> float:
 
 
 _nonnegative_float.__name__ = "non-negative number"
+
+
+def _model_arg(text: str) -> str:
+    from .transition import parse_model
+
+    try:
+        parse_model(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected dense, conv or conv:K with K an odd kernel size (e.g. conv:3), "
+                                         f"got {text!r}") from None
+    return text
+
+
+_model_arg.__name__ = "model"
+
+
+def _grid_arg(text: str) -> tuple[int, ...]:
+    parts = str(text).lower().replace(",", "x").split("x")
+    try:
+        grid = tuple(int(p) for p in parts)
+    except ValueError:
+        grid = ()
+    if not grid or any(n < 1 for n in grid):
+        raise argparse.ArgumentTypeError(f"expected grid sizes such as 8x8 or 16 or 4x4x4 (positive integers), got {text!r}")
+    return grid
+
+
+_grid_arg.__name__ = "grid"
 _LIST_FLAGS = ("--ratios", "--Ns", "--times", "--eps", "--Ps", "--ridges", "--window")
 
 
@@ -127,6 +156,28 @@ def _spectrum(args, d: int) -> np.ndarray:
     if values.size != d:
         raise CLIError(f"--spectrum file holds {values.size} eigenvalues but --d is {d}")
     return values
+
+
+def _grid_spectrum(args, grid: tuple[int, ...]) -> np.ndarray:
+    """The power of a stationary field on ``grid``: the power law on the grid, or a .npy file of its shape."""
+    from .spectra import power_law_grid
+
+    if args.spectrum == "power":
+        return power_law_grid(grid, args.exponent)
+    if args.spectrum == "cifar":
+        raise CLIError("--spectrum cifar is the eigenvalue list of a dense covariance, not a stationary power spectrum; "
+                       "with --grid or --model conv use --spectrum power or a .npy file of the grid's shape")
+    path = Path(args.spectrum)
+    if not path.exists():
+        raise CLIError(f"--spectrum must be 'power' or a .npy file of the grid's shape with --grid or --model conv; "
+                       f"file {path} not found")
+    try:
+        values = np.load(path).astype(float)
+    except Exception as exc:
+        raise CLIError(f"--spectrum {path} could not be read as a .npy array: {exc}") from None
+    if values.shape != grid and values.size != math.prod(grid):
+        raise CLIError(f"--spectrum file has shape {values.shape} but the grid is {'x'.join(map(str, grid))}")
+    return values.reshape(grid)
 
 
 def _spectrum_label(args) -> str:
@@ -213,13 +264,31 @@ def _cmd_transition(args) -> int:
     _check_plot_path(args.plot)
     process = _process(args)
     _check_sampler(args, process)
-    spectrum = _spectrum(args, args.d)
+    from .transition import parse_model
+
+    kind, size = parse_model(args.model)
+    grid = args.grid
+    if grid is None and kind == "conv":
+        grid = (32 if args.d is None else args.d,)  # a periodic 1-D signal of --d points
+    if grid is not None:
+        d = math.prod(grid)
+        if args.d is not None and args.d != d:
+            raise CLIError(f"--d {args.d} does not match --grid {'x'.join(map(str, grid))} (d = {d}); give one of them")
+        if size is not None and size > min(grid):
+            raise CLIError(f"--model {args.model}: the kernel ({size} wide) exceeds the grid {'x'.join(map(str, grid))}")
+        spectrum = _grid_spectrum(args, grid)
+        label = (f"stationary, power law |f|^-{args.exponent:g} on grid {'x'.join(map(str, grid))}"
+                 if args.spectrum == "power" else f"stationary, from {args.spectrum} on grid {'x'.join(map(str, grid))}")
+    else:
+        label = _spectrum_label(args)
+        d = 32 if args.d is None else args.d
+        spectrum = _spectrum(args, d)
     ex = _executor(args.workers)
     try:
         result = transition_sweep(
-            d=args.d, ratios=args.ratios, spectrum=spectrum, process=process, sampler=args.sampler,
+            d=d, grid=grid, model=args.model, ratios=args.ratios, spectrum=spectrum, process=process, sampler=args.sampler,
             steps=args.steps, ridge=args.ridge, train_time=args.train_time, repeats=args.repeats, seed=args.seed,
-            executor=ex, progress=_progress(args), spectrum_label=_spectrum_label(args),
+            executor=ex, progress=_progress(args), spectrum_label=label,
             **({"final_noise": not args.no_final_noise} if args.sampler == "ddpm" else {}))
     finally:
         if ex is not None:
@@ -406,12 +475,22 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and the fitted Gaussian (Wishart), Monte Carlo over training sets of the same and "
                                    "of the exact sampler law of the fitted linear denoiser, the d/(4N) law, and the "
                                    "train/test DSM losses and their gap.")
-    p.add_argument("--d", type=_bounded_int(1, "dimension"), default=32, help="data dimension (default 32)")
+    p.add_argument("--d", type=_bounded_int(1, "dimension"), default=None, help="data dimension (default 32)")
     p.add_argument("--ratios", type=_number_list("positive N/d ratios"), default=[0.5, 0.75, 0.9, 1.1, 1.25, 1.5, 2, 5, 10],
                    help="comma-separated N/d values (default 0.5,0.75,0.9,1.1,1.25,1.5,2,5,10)")
-    p.add_argument("--spectrum", default="power", help=f"data covariance eigenvalues: {SPECTRA_HELP} (default power)")
+    p.add_argument("--spectrum", default="power", help=f"data covariance eigenvalues: {SPECTRA_HELP} (default power); "
+                                                        "with --grid or a conv model 'power' (|f|^-exponent on the grid) "
+                                                        "or a .npy file of the grid's shape")
     p.add_argument("--exponent", type=_nonnegative_float, default=1.0,
-                   help="power-law exponent p in lambda_k ~ k^-p (default 1)")
+                   help="power-law exponent p in lambda_k ~ k^-p, or power ~ |f|^-p on a grid (default 1; images: 2)")
+    p.add_argument("--model", type=_model_arg, default="dense",
+                   help="linear denoiser fitted to each training set: dense (the d x d fit), conv (a full-support "
+                        "convolution: translation-equivariant) or conv:K (a local K x ... x K kernel, K odd) "
+                        "(default dense); conv models need stationary data: on --grid, else the periodic 1-D grid of "
+                        "--d points")
+    p.add_argument("--grid", type=_grid_arg, default=None,
+                   help="periodic grid of the data, e.g. 8x8 (then d = 64): the data are a stationary field with power "
+                        "~ |f|^-exponent, for every --model (default: no grid, data N(0, diag(spectrum)))")
     p.add_argument("--schedule", default="linear", choices=SCHEDULES,
                    help="forward process: DDPM linear or cosine (T steps), continuous VP linear, or OU (default linear)")
     p.add_argument("--T", type=_bounded_int(1, "number of DDPM steps"), default=1000,

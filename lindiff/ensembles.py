@@ -23,7 +23,7 @@ from ._progress import Progress
 from ._validation import as_positive_int
 from .gaussian import Gaussian, Infinite
 
-__all__ = ["expected_kl", "expected_kl_series", "expected_log_det", "monte_carlo_over_training_sets", "run_jobs",
+__all__ = ["expected_kl", "expected_kl_series", "expected_kl_convolutional", "expected_log_det", "monte_carlo_over_training_sets", "run_jobs",
            "spawn_seeds"]
 
 DIRECTIONS = ("model_to_data", "data_to_model")
@@ -121,6 +121,89 @@ def expected_kl(d: int, N: int, direction: str = "model_to_data", mean: str = "e
         # integers: forming it as a difference of two O(d) floats loses everything at N ~ 1e16 and beyond
         leading = d * (N - n + d + 1 + (1 if est else 0)) / (n - d - 1)
         value = 0.5 * (leading + expected_log_det(d, n, N))
+    return float(value)
+
+
+def frequency_classes(grid) -> tuple[int, int]:
+    """``(self_conjugate, pairs)``: the number of frequencies with ``k = -k`` (zero or Nyquist on every
+    axis, ``2^(number of even axes)`` of them, the zero frequency included) and of pairs ``{k, -k}``."""
+    from ._fourier import as_grid
+
+    grid = as_grid(grid)
+    selfconj = 2 ** sum(1 for n in grid if n % 2 == 0)
+    return selfconj, (math.prod(grid) - selfconj) // 2
+
+
+def expected_kl_convolutional(grid, N: int, direction: str = "model_to_data", mean: str = "estimated") -> float:
+    r"""Exact expectation over training sets of the KL between a stationary field and the field fitted by the
+    full-support convolutional denoiser (:meth:`~lindiff.LinearDenoiser.fit_convolutional`).
+
+    Data: N images from ``Gaussian.stationary(p, mu)`` (constant mean) on ``grid``.  The fitted field has the
+    periodogram average :math:`\bar P(k)` as spectrum and the grand mean as mean.  In the Hartley basis the
+    two coefficients of a pair of frequencies :math:`\{k, -k\}` are independent :math:`\mathcal N(0, p_k)` and
+    both get :math:`\bar P(k) = \frac{1}{2N}\sum_i (h_{ik}^2 + h_{i,-k}^2)`, so
+    :math:`\bar P(k)/p_k \sim \chi^2_{2N}/(2N)`: shift-averaging pools the pair and the N images.  A
+    self-conjugate frequency (zero or Nyquist on every axis) has :math:`\chi^2_{N}/N`; the zero frequency
+    with the mean estimated :math:`\chi^2_{N-1}/N` plus the mean's error.  Per class, with
+    :math:`\mathbb E\log(\chi^2_\nu/c) = \psi(\nu/2) + \log(2/c)` and
+    :math:`\mathbb E[c/\chi^2_\nu] = c/(\nu - 2)`:
+
+    ===================  ================================================  ====================================================
+    class (count)        model_to_data                                     data_to_model
+    ===================  ================================================  ====================================================
+    pair                 :math:`-[\psi(N) - \log N]`                       :math:`\frac{1}{N-1} + \psi(N) - \log N`
+    self-conjugate       :math:`-\frac12[\psi(\frac N2) - \log\frac N2]`   :math:`\frac12[\frac{2}{N-2} + \psi(\frac N2) - \log\frac N2]`
+    zero freq., est.     :math:`-\frac12[\psi(\frac{N-1}2) + \log\frac2N]`  :math:`\frac12[\frac{4}{N-3} + \psi(\frac{N-1}2) + \log\frac2N]`
+    ===================  ================================================  ====================================================
+
+    (the zero frequency with the mean known is a self-conjugate frequency).  Like :func:`expected_kl` it does
+    not depend on the spectrum.  At large N both directions are :math:`(d + s + 2)/(4N) + O(N^{-2})` with
+    the mean estimated and :math:`(d + s)/(4N)` with it known, ``s`` the number of self-conjugate
+    frequencies (:func:`frequency_classes`) — about d times less than the dense fit's :math:`d(d + 3)/(4N)`
+    — and the expectation is finite from N = 2 (model to data) or N = 4 (data to model) on, for any d.  Each term is evaluated without cancellation (``psi(y) - log(y)`` by its asymptotic series).
+    Derived in ``derivations/periodogram_kl.py``.
+
+    Examples
+    --------
+    >>> round(expected_kl_convolutional((8, 8), 10), 5)
+    1.79024
+    >>> expected_kl_convolutional((8, 8), 3, "data_to_model")
+    Infinite('E KL(data || model) of the convolutional fit is infinite for N <= 3 (mean estimated): E 1/chi^2_{N-1} diverges at the zero frequency')
+    """
+    from ._fourier import as_grid
+
+    grid = as_grid(grid)
+    N = as_positive_int(N, "N")
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    if mean not in MEANS:
+        raise ValueError(f"mean must be one of {MEANS}, got {mean!r}")
+    selfconj, pairs = frequency_classes(grid)
+    est = mean == "estimated"
+    half = selfconj - (1 if est else 0)  # self-conjugate frequencies with chi^2_N / N
+    Nf = float(N)
+
+    def dml(y: float) -> float:
+        return float(_digamma_minus_log(np.array([y]))[0])
+
+    if direction == "model_to_data":
+        if est and N < 2:
+            return Infinite("the fitted field is singular for N < 2 (mean estimated): its zero frequency has no "
+                            "variance, KL(model || data) = inf")
+        value = pairs * -dml(Nf) + half * -0.5 * dml(Nf / 2)
+        if est:  # psi((N-1)/2) + log(2/N) = [psi(y) - log y] + log((N-1)/N), y = (N-1)/2
+            value += -0.5 * (dml((Nf - 1) / 2) + math.log1p(-1.0 / Nf))
+        return float(value)
+    # the zero frequency (self-conjugate) is always there: E 1/chi^2_nu is finite for nu > 2
+    need, dof, where = (4, "N-1", "the zero frequency") if est else (3, "N", "the self-conjugate frequencies")
+    if N < need:
+        return Infinite(f"E KL(data || model) of the convolutional fit is infinite for N <= {need - 1} (mean "
+                        f"{mean}): E 1/chi^2_{{{dof}}} diverges at {where}")
+    value = pairs * (1.0 / (Nf - 1) + dml(Nf)) if pairs else 0.0
+    if half:
+        value += half * 0.5 * (2.0 / (Nf - 2) + dml(Nf / 2))
+    if est:
+        value += 0.5 * (4.0 / (Nf - 3) + dml((Nf - 1) / 2) + math.log1p(-1.0 / Nf))
     return float(value)
 
 

@@ -12,7 +12,7 @@ import weakref
 
 import numpy as np
 
-from . import _linalg
+from . import _fourier, _linalg
 from ._validation import RNGLike, as_finite_array, as_points, as_positive_int, as_rng, as_training_set
 
 __all__ = ["Gaussian", "Infinite", "kl", "w2", "hellinger"]
@@ -138,6 +138,11 @@ class Gaussian:
         """The dense covariance (formed from the eigendecomposition on first use when built from a spectrum)."""
         if self._cov is None:
             eig = self._eig
+            if _fourier.is_implicit(eig.vectors):  # a circulant: refused past DENSE_LIMIT
+                cov = eig.vectors.congruence(eig.values)
+                cov.setflags(write=False)
+                object.__setattr__(self, "_cov", cov)
+                return cov
             cov = (eig.vectors * eig.values) @ eig.vectors.T
             cov = 0.5 * (cov + cov.T)
             cov.setflags(write=False)
@@ -167,7 +172,16 @@ class Gaussian:
     def singular(self) -> bool:
         return self._eig.singular
 
+    @property
+    def grid(self) -> tuple[int, ...] | None:
+        """The periodic grid when the covariance is kept in that grid's Fourier (Hartley) basis (see
+        :meth:`stationary`), else None."""
+        return _fourier.grid_of(self._eig.vectors)
+
     def __repr__(self) -> str:
+        if _fourier.is_implicit(self._eig.vectors):  # no dense covariance for a trace
+            return (f"Gaussian(dim={self.dim}, grid={self.grid}, rank={self.rank}, "
+                    f"trace={float(np.sum(self._eig.values)):.6g})")
         return f"Gaussian(dim={self.dim}, rank={self.rank}, trace={float(np.trace(self.cov)):.6g})"
 
     # ----------------------------------------------------------------------------------------------
@@ -206,6 +220,9 @@ class Gaussian:
         values, zero = _linalg.clip_spectrum(values, "eigenvalues", scale)
         if basis is None or basis is _IDENTITIES.get(d):
             basis = identity_basis(d)
+        elif _fourier.is_implicit(basis):  # orthonormal by construction (a Fourier basis of a grid)
+            if basis.shape != (d, d):
+                raise ValueError(f"basis must have shape ({d}, {d}) to match {d} eigenvalues, got {basis.shape}")
         else:
             basis = as_finite_array(basis, "basis", ndim=2)
             if basis.shape != (d, d):
@@ -234,12 +251,76 @@ class Gaussian:
         dim = as_positive_int(dim, "dim")
         return cls.from_spectrum(np.ones(dim))
 
+    @classmethod
+    def stationary(cls, power, mean=0.0) -> "Gaussian":
+        r"""A stationary Gaussian field on the periodic grid ``power.shape`` (1-D signals, 2-D images, 3-D volumes).
+
+        The covariance is the circulant whose eigenvalues are ``power`` on the DFT frequencies,
+
+        .. math::
+            \operatorname{Cov}(x_j, x_l) = c(j - l),\qquad
+            c(\delta) = \frac1d\sum_k p(k)\, e^{2\pi i\, k\cdot\delta / n}
+            \quad (\text{the inverse DFT of } p),
+
+        so ``power[k]`` is the variance of the unitary DFT coefficient at frequency ``k`` (index ``k`` along
+        each axis, numpy's FFT order) and ``power.mean()`` the variance of each pixel.  Rows of
+        :meth:`sample` are the flattened grid in C order.  The eigenbasis is the real, orthonormal discrete
+        Hartley basis of the grid, kept implicitly (``lindiff._fourier``): :meth:`sample`, :meth:`logpdf`,
+        :func:`kl`, :func:`w2`, :func:`hellinger` (between fields on the same grid),
+        :class:`~lindiff.GaussianScore`, every process and every sampler law cost O(d) after one FFT, and
+        :attr:`cov` is formed only on request (refused past d = 16384).
+
+        Parameters
+        ----------
+        power : array_like, shape grid
+            Finite and non-negative (negatives within the shared zero cut-off, ``lindiff._linalg.cutoff``,
+            count as 0), and symmetric, ``power[k] == power[-k]`` (indices mod the grid), as the spectrum of
+            a real field must be (to 1e-10 relative to its largest value).
+        mean : float or array_like of shape grid or (d,)
+            The mean: a constant (stationary) or any field.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> g = Gaussian.stationary(np.array([2.0, 1.0, 0.5, 1.0]))  # 1-D grid of 4 points
+        >>> g.grid, round(float(g.cov[0, 0]), 6), round(float(g.cov[0, 1]), 6)
+        ((4,), 1.125, 0.375)
+        """
+        power = as_finite_array(power, "power")
+        if power.ndim == 0 or power.size == 0:
+            raise ValueError(f"power must be an array with the grid's shape (at least one axis), got shape {power.shape}")
+        grid = power.shape
+        d = power.size
+        axes = tuple(range(power.ndim))
+        partner = _fourier.mirror(power, axes)
+        top = float(np.max(np.abs(power)))
+        asym = float(np.max(np.abs(power - partner)))
+        if asym > _linalg.SYMMETRY_RTOL * top:
+            k = np.unravel_index(int(np.argmax(np.abs(power - partner))), grid)
+            raise ValueError(
+                f"power must be symmetric, power[k] == power[-k] (indices mod the grid {grid}), as the spectrum of a "
+                f"real field is; at k = {tuple(int(i) for i in k)} it differs from its partner by {asym:.3g} "
+                f"(allowed {_linalg.SYMMETRY_RTOL:g} x max|power|)")
+        values = (0.5 * (power + partner)).reshape(d)
+        values, zero = _linalg.clip_spectrum(values, "power")
+        mean_arr = as_finite_array(mean, "mean")
+        if mean_arr.ndim == 0:
+            mean_flat = np.full(d, float(mean_arr))
+        elif mean_arr.shape == grid or mean_arr.shape == (d,):
+            mean_flat = mean_arr.reshape(d).copy()
+        else:
+            raise ValueError(f"mean must be a number or an array of the grid's shape {grid} (or ({d},)), "
+                             f"got shape {mean_arr.shape}")
+        return cls(mean_flat, None, _linalg.PSDEig(values, _fourier.hartley_basis(grid), zero))
+
     # ----------------------------------------------------------------------------------------------
     def sample(self, n: int, rng: RNGLike = None) -> np.ndarray:
         """``n`` independent draws as rows, shape (n, d)."""
         n = as_positive_int(n, "n")
         gen = as_rng(rng)
         z = gen.standard_normal((n, self.dim))
+        if _fourier.is_implicit(self._eig.vectors):  # U diag(sqrt l) z: one transform per row
+            return self.mean + (z * np.sqrt(self._eig.values)) @ self._eig.vectors
         if _is_identity(self._eig.vectors):  # diagonal covariance: no product needed
             return self.mean + z * np.sqrt(self._eig.values)
         root = self._eig.vectors * np.sqrt(self._eig.values)
@@ -278,7 +359,7 @@ def _restore_gaussian(mean, cov, eig, scale) -> Gaussian:
         # an identity basis comes back as the shared one, so the fast paths still recognise it
         eig = _linalg.PSDEig(eig.values, identity_basis(eig.vectors.shape[0]), eig.zero)
     for array in (mean, cov, eig.values, eig.vectors, eig.zero):
-        if array is not None:
+        if isinstance(array, np.ndarray):  # an implicit basis is immutable already
             array.setflags(write=False)
     for name, value in (("_mean", mean), ("_cov", cov), ("_eig", eig), ("_scale", float(scale))):
         object.__setattr__(g, name, value)
@@ -302,6 +383,9 @@ def _identical(p: Gaussian, q: Gaussian) -> bool:
     ep, eq = p._eig, q._eig
     if ep.vectors is eq.vectors:
         return np.array_equal(ep.values, eq.values)
+    if _fourier.is_implicit(ep.vectors) or _fourier.is_implicit(eq.vectors):
+        # different bases, one implicit: no O(d^2) comparison (the divergence itself decides)
+        return False
     if np.array_equal(ep.vectors, eq.vectors) and np.array_equal(ep.values, eq.values):
         return True
     return np.array_equal(p.cov, q.cov)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _fourier
 from ._validation import as_training_set
 from .gaussian import Gaussian, _is_identity, _law_cov
 from .scores import AffineModel
@@ -28,8 +29,7 @@ __all__ = ["dsm_loss", "score_matching_loss", "irreducible_loss", "generalisatio
 def _data_gaussian(model: AffineModel, data) -> Gaussian:
     if isinstance(data, Gaussian):
         g = data
-    elif (model.data is not None and getattr(model, "_training_points", None) is not None
-          and np.shape(data) == model._training_points.shape and np.array_equal(data, model._training_points)):
+    elif _is_training_set(model, data):
         g = model.data
     else:
         X = as_training_set(data, "data")
@@ -80,6 +80,26 @@ def _gains(model: AffineModel, times, alpha, sigma) -> np.ndarray:
     return gains
 
 
+def _is_training_set(model: AffineModel, data) -> bool:
+    X = getattr(model, "_training_points", None)
+    return (model.data is not None and X is not None and np.shape(data) == X.shape and np.array_equal(data, X))
+
+
+def _moments(model: AffineModel, data) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_projected_moments` of ``data`` (a Gaussian or points).  Points other than the model's training
+    set are projected directly when the model's basis is a Fourier basis (one FFT per point, no d x d
+    covariance); the result is the same numbers, diag(U^T C U) and U^T (m - m_model), C the 1/N covariance."""
+    U = model.spectral.basis
+    if _fourier.is_implicit(U) and not isinstance(data, Gaussian) and not _is_training_set(model, data):
+        X = as_training_set(data, "data")
+        if X.shape[1] != model.dim:
+            raise ValueError(f"data have dimension {X.shape[1]} but the model has dimension {model.dim}")
+        mean = X.mean(axis=0)
+        Y = (X - mean) @ U
+        return np.mean(Y * Y, axis=0), U.T @ (mean - model.spectral.mean)
+    return _projected_moments(model, _data_gaussian(model, data))
+
+
 def _projected_moments(model: AffineModel, g: Gaussian) -> tuple[np.ndarray, np.ndarray]:
     """diag(U^T C U) and U^T (m - m_model) for the model's eigenbasis U (O(d^2) if bases are shared)."""
     sp = model.spectral
@@ -113,15 +133,15 @@ def dsm_loss(model: AffineModel, data, t) -> float | np.ndarray:
     True
     """
     _check_affine(model)
-    g = _data_gaussian(model, data)
     times, scalar, alpha, sigma = _schedule(model, t)
     if model.spectral is not None:
-        cdiag, dmean = _projected_moments(model, g)
+        cdiag, dmean = _moments(model, data)
         gains = _gains(model, times, alpha, sigma)
         w = sigma[:, None] * gains  # eigenvalues of W_t
         out = (np.sum((1 - sigma[:, None] * w) ** 2, axis=1)
                + alpha**2 * np.sum(w**2 * (cdiag + dmean**2), axis=1))
     else:
+        g = _data_gaussian(model, data)
         out = np.empty(times.shape)
         eye = np.eye(model.dim)
         root = g.eigenvectors * np.sqrt(g.eigenvalues)  # tr(W C W^T) = ||W C^{1/2}||_F^2 >= 0
@@ -202,16 +222,16 @@ def generalisation_gap(model: AffineModel, X, p0: Gaussian, t) -> float | np.nda
     _check_affine(model)
     if not isinstance(p0, Gaussian):
         raise TypeError(f"p0 must be a lindiff.Gaussian, got {type(p0).__name__}")
-    train = _data_gaussian(model, X)
-    test = _data_gaussian(model, p0)
     times, scalar, alpha, sigma = _schedule(model, t)
     if model.spectral is not None:
-        c_test, d_test = _projected_moments(model, test)
-        c_train, d_train = _projected_moments(model, train)
+        c_test, d_test = _moments(model, p0)
+        c_train, d_train = _moments(model, X)
         gains = _gains(model, times, alpha, sigma)
         w2 = (sigma[:, None] * gains) ** 2
         out = alpha**2 * np.sum(w2 * ((c_test - c_train) + (d_test**2 - d_train**2)), axis=1)
     else:
+        train = _data_gaussian(model, X)
+        test = _data_gaussian(model, p0)
         out = np.empty(times.shape)
         for i, tt in enumerate(times):
             W, b = model.affine(tt)

@@ -7,6 +7,7 @@ exact and simulated values by a z-score from the Monte Carlo error, never by a h
 * :func:`moment_z_scores` — z-scores of sample mean and covariance against an exact law.
 * :func:`dsm_loss` — noise-draw estimate of the DSM loss of any score model.
 * :func:`fit_linear` — least squares of eps on x_t from sampled pairs (twin of ``LinearDenoiser.fit``).
+* :func:`fit_convolutional` — least squares of a local convolution on sampled pairs (twin of the local kernel fit).
 * :func:`gradient_descent` — explicit gradient descent on the exact training loss (twin of ``train_time``).
 * :func:`kl` — :math:`\mathbb E_p[\log p - \log q]` from samples (twin of ``lindiff.kl``).
 * :func:`score_finite_difference` — central differences of a model's ``logpdf`` (twin of ``score``).
@@ -30,6 +31,7 @@ from .samplers import _build
 from .scores import EmpiricalScore, GaussianScore, ScoreModel
 
 __all__ = ["Estimate", "sample", "moment_z_scores", "moment_p_values", "max_abs_z_threshold", "dsm_loss", "fit_linear",
+           "fit_convolutional",
            "gradient_descent", "kl", "score_finite_difference", "batch_means"]
 
 
@@ -312,6 +314,41 @@ def fit_linear(data, process: Process, t, n: int = 200_000, rng: RNGLike = None,
     cex = (eps - em).T @ (x - xm) / n
     W = _linalg.solve_psd(0.5 * (cxx + cxx.T), cex.T).T
     return W, em - W @ xm
+
+
+def fit_convolutional(data, process: Process, t, grid, kernel_size, n: int = 20_000, rng: RNGLike = None,
+                      ridge: float = 0.0):
+    r"""Least squares of a local convolution with one bias from ``n`` sampled images and noises (twin of
+    ``LinearDenoiser.fit_convolutional(..., kernel_size=k)`` at one time).
+
+    Every pixel j of every sampled :math:`x_t = \alpha x_0 + \sigma\varepsilon` is one regression row:
+    target :math:`\varepsilon_j`, inputs the box of :math:`x_t` around j (periodic), :math:`x_t[j - o]` for
+    each offset o, plus an intercept; it minimises :math:`\frac{1}{nd}\sum\|\varepsilon - w * x_t - \beta\|^2 +
+    r\|w\|^2` (the training loss per pixel).  ``data`` is an array of training images (drawn uniformly) or a
+    Gaussian.  Returns ``(kernel, bias)``, the kernel of shape ``kernel_size`` per axis.
+    """
+    from ._convolution import as_kernel_size, box_offsets
+    from ._fourier import as_grid
+
+    gen = as_rng(rng)
+    n = as_positive_int(n, "n")
+    grid = as_grid(grid)
+    sizes = as_kernel_size(kernel_size, grid)
+    a, s = float(process.alpha(t)), float(process.sigma(t))
+    x0 = _draw_data(data, n, gen)
+    eps = gen.standard_normal(x0.shape)
+    x = (a * x0 + s * eps).reshape((n,) + grid)
+    axes = tuple(range(1, len(grid) + 1))
+    # the input at offset o is x[j - o]: the field rolled by +o
+    feats = np.stack([np.roll(x, tuple(int(v) for v in o), axis=axes).reshape(n, -1) for o in box_offsets(sizes)], axis=-1)
+    feats = feats.reshape(-1, feats.shape[-1])
+    target = eps.reshape(-1)
+    fm, em = feats.mean(axis=0), target.mean()
+    fc = feats - fm
+    cxx = fc.T @ fc / fc.shape[0] + ridge * np.eye(fc.shape[1])
+    cex = fc.T @ (target - em) / fc.shape[0]
+    w = np.linalg.solve(cxx, cex)
+    return w.reshape(sizes), float(em - w @ fm)
 
 
 def gradient_descent(X, process: Process, t, train_time: float, lr: float = 1.0, ridge: float = 0.0,

@@ -21,6 +21,7 @@ def _pyplot():
 
 
 def _mean_err(values):
+    values = [np.nan if v is None else v for v in values]  # None: a value that does not apply (blank)
     m = np.array([v[0] if isinstance(v, tuple) else float(v) for v in values])
     e = np.array([v[1] if isinstance(v, tuple) else 0.0 for v in values])
     m = np.where(np.isfinite(m), m, np.nan)
@@ -34,7 +35,7 @@ def plot_transition(result, path: str) -> str:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for key, direction, colour, label in (("fit_m2d", "model_to_data", "C0", "KL(fit || data)"),
                                           ("fit_d2m", "data_to_model", "C1", "KL(data || fit)")):
-        exact = np.array([v if math.isfinite(v) else np.nan for v in result.exact(direction)])
+        exact = np.array([v if v is not None and math.isfinite(v) else np.nan for v in result.exact(direction)])
         ax1.plot(x, exact, "-", color=colour, label=f"E {label} (exact)")
         m, e = _mean_err(result.summary(key))
         ax1.errorbar(x, m, yerr=e, fmt="o", color=colour, ms=4, label=f"{label} (Monte Carlo)")

@@ -21,6 +21,7 @@ without centring) has only ``affine(t)`` and takes the dense path.  Tests hold t
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable
@@ -116,6 +117,8 @@ class SpectralForm:
     train_time: float | None = None
     lr: float = 1.0
 
+    gains_from_eigenvalues = True  # (not a field) the gains are g_t(l): forms may be batched by concatenating l
+
     @property
     def mean_in_basis(self) -> np.ndarray:
         cached = self.__dict__.get("_mean_u")
@@ -182,6 +185,41 @@ class SpectralForm:
     def is_exact_gaussian_score(self) -> bool:
         """True when the gains are those of the score of N(m, U diag(l) U^T) noised (no ridge/flow)."""
         return self.train_time is None and not callable(self.ridge) and float(self.ridge) == 0.0
+
+    def _mode_key(self) -> np.ndarray:
+        """Per mode, what its gains depend on (besides the shared ridge, train_time, lr): the eigenvalue."""
+        return self.eigenvalues[:, None]
+
+    def mode_classes(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(representatives, inverse)`` when some modes have the same gains and the same centre (they are
+        then computed once), else None.
+
+        The per-mode sampler recursion depends only on a mode's gains and its centre ``mean_in_basis``, so
+        ``law[inverse]`` of the law on the representatives is the law on every mode.  A stationary field's
+        spectrum repeats each value at least at k and -k and a radial spectrum on a grid has far fewer
+        distinct values than modes (5924 of 65536 for 1/|k|^2 on 256 x 256)."""
+        cached = self.__dict__.get("_classes", False)
+        if cached is not False:
+            return cached
+        key = np.concatenate([self._mode_key(), self.mean_in_basis[:, None]], axis=1)
+        d = key.shape[0]
+        out = None
+        if d > 1:
+            _, reps, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+            if reps.size < d:
+                out = (reps, inverse.reshape(d))
+        object.__setattr__(self, "_classes", out)
+        return out
+
+    def restrict(self, modes: np.ndarray) -> "SpectralForm":
+        """The same form on a subset of its modes (for :meth:`mode_classes`); the basis is not restricted
+        (the result is used per mode only)."""
+        import dataclasses
+
+        out = dataclasses.replace(self, eigenvalues=self.eigenvalues[modes], mean=self.mean)
+        object.__setattr__(out, "_mean_u", self.mean_in_basis[modes])
+        object.__setattr__(out, "_classes", None)
+        return out
 
 
 def _undefined_score(t: float, zeros: int, sigma: float = 0.0) -> ValueError:
@@ -533,6 +571,107 @@ class LinearDenoiser(AffineModel):
         model = cls._from_gaussian(fitted, process, ridge, train_time, lr, centred, "fit")
         model._training_points = X.copy()  # lets losses recognise the training set (O(Nd)) without refitting
         return model
+
+    @classmethod
+    def fit_convolutional(cls, X, process: Process, grid, kernel_size=None, ridge: Ridge = 0.0,
+                          train_time: float | None = None, lr: float = 1.0) -> "LinearDenoiser":
+        r"""The translation-equivariant linear denoiser trained on N images (rows of X: flattened grids, C order).
+
+        The eps-model is a circular convolution with one bias, :math:`\hat\varepsilon_t(x) = w_t * x + \beta_t`,
+        trained per time on the loss of :meth:`fit` (noise expectation exact, ``ridge * ||W_t||_F^2`` with
+        :math:`W_t` the d x d circulant, i.e. ``d * ridge * ||w_t||^2``).  Only the shift average of the
+        training images' second moment enters: with :math:`m` the mean of all pixels and
+        :math:`\bar P(k) = \frac1N\sum_i|\widehat{(x_i - m)}(k)|^2` the periodogram average (unitary DFT),
+
+        * ``kernel_size=None`` (full support): the optimal denoiser of the shift-averaged fitted field
+          ``Gaussian.stationary(P_bar, m)`` (the model's ``data``), per frequency
+          :math:`\hat w_t(k) = \sigma/(\alpha^2\bar P(k) + \sigma^2 + r_t)` — :meth:`fit` with the covariance
+          replaced by its shift average;
+        * ``kernel_size=k`` (odd, or one odd size per axis): the exact least-squares kernel on the centred
+          k x ... x k box, :math:`(\alpha^2 R_S + (\sigma^2 + r_t) I)\,w_t = \sigma e_0` with
+          :math:`R_S` the images' circular autocorrelation :math:`R(o - o')` on the box (from
+          :math:`\bar P` by one inverse FFT); its gain at frequency k is the kernel's transfer function.
+          The locality is what makes convolutional diffusion models creative (Kamb & Ganguli 2025, "An
+          analytic theory of creativity in convolutional diffusion models", arXiv:2412.20292) and their generalisation
+          geometry-adaptive (Kadkhodaie, Guth, Simoncelli & Mallat 2024, "Generalization in diffusion
+          models arises from geometry-adaptive harmonic representations").
+
+        Both are diagonal in the grid's Fourier (Hartley) basis, so scores, losses, sampler laws and
+        divergences to fields on the same grid cost O(d) per time after one FFT.  The bias is
+        :math:`\beta_t = -\alpha\,m\sum_o w_o` (the centred parametrisation
+        :math:`w * (x - \alpha m\mathbf 1)`, in which the gradient flow of ``train_time`` also runs: from zero
+        kernel weights, restricted to convolutions, :math:`w_t(\tau) = \sigma\phi_\tau(A_t) e_0` with
+        :math:`\phi_\tau(h) = (1 - e^{-2\,\mathrm{lr}\,\tau h})/h`).  The loss on the training images equals
+        the loss on ``data`` (an equivariant model sees only the shift average), which :func:`~lindiff.dsm_loss`
+        uses.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, d)
+            Training images as rows, each the grid flattened in C order.
+        process : DDPM, VP or OU
+        grid : int or tuple of ints
+            The periodic grid, ``prod(grid) == d``.
+        kernel_size : None, odd int or tuple of odd ints (one per axis, each at most the grid size)
+        ridge, train_time, lr : as in :meth:`fit`
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lindiff import DDPM, Gaussian, GaussianScore
+        >>> X = np.random.default_rng(0).standard_normal((5, 16))
+        >>> full = LinearDenoiser.fit_convolutional(X, DDPM.linear(100), (4, 4))
+        >>> exact = GaussianScore(full.data, full.process)  # the shift-averaged fitted field
+        >>> bool(np.allclose(full.score(X[:2], 10), exact.score(X[:2], 10)))
+        True
+        >>> local = LinearDenoiser.fit_convolutional(X, DDPM.linear(100), (4, 4), kernel_size=3)
+        >>> local.kernel(10).shape  # the eps-prediction kernel w_t on the 3 x 3 box
+        (3, 3)
+        """
+        from . import _convolution, _fourier
+
+        X = as_training_set(X, "X")
+        grid = _fourier.as_grid(grid)
+        d = math.prod(grid)
+        if X.shape[1] != d:
+            raise ValueError(f"X must have rows of length prod(grid) = {d} (grid {grid}), got {X.shape[1]}")
+        process = _check_process(process)
+        ridge = _check_ridge(ridge)
+        train_time = as_nonnegative_float(train_time, "train_time", allow_none=True)
+        lr = as_positive_float(lr, "lr")
+        m, P = _convolution.shift_averaged(X, grid)
+        data = Gaussian.stationary(P, m)
+        if kernel_size is None:
+            spectral = SpectralForm(data.eigenvectors, data.eigenvalues, data.mean, ridge, train_time, lr)
+            desc = "LinearDenoiser.fit_convolutional"
+        else:
+            sizes = _convolution.as_kernel_size(kernel_size, grid)
+            kernel = _convolution.LocalKernel.fit(P, sizes)
+            spectral = _convolution.KernelForm(data.eigenvectors, data.eigenvalues, data.mean, ridge, train_time, lr,
+                                               kernel=kernel)
+            desc = f"LinearDenoiser.fit_convolutional(kernel_size={'x'.join(map(str, sizes))})"
+        model = cls(process, d, spectral=spectral, data=data, description=desc)
+        model._training_points = X.copy()
+        return model
+
+    def kernel(self, t) -> np.ndarray:
+        r"""The eps-prediction kernel :math:`w_t` of a convolutional model (:meth:`fit_convolutional`), as
+        an array over the offsets: the centred box for a local kernel (shape ``kernel_size``), the whole
+        grid in FFT order for full support (``w[o]`` multiplies ``x[j - o]``)."""
+        from . import _convolution, _fourier
+
+        sp = self.spectral
+        grid = None if sp is None else _fourier.grid_of(sp.basis)
+        if grid is None:
+            raise TypeError(f"{self._description} is not a convolutional model (see LinearDenoiser.fit_convolutional)")
+        t_, a, s = self._time(t)
+        if isinstance(sp, _convolution.KernelForm):
+            u = sp.score_kernel(t_, a, s)
+            if not np.all(np.isfinite(u)):
+                raise _undefined_score(t_, int(np.sum(~np.isfinite(u))), s)
+            return (s * u).reshape(sp.kernel.sizes)
+        g = self._checked_gains(t_, a, s)
+        return np.fft.ifftn((s * g).reshape(grid)).real
 
     @classmethod
     def population(cls, p0: Gaussian, process: Process, ridge: Ridge = 0.0, train_time: float | None = None,

@@ -88,6 +88,16 @@ def _results():
     yield "NoiseDrawSeries", variance.noise_draw_series(X, process, steps=4)
     yield "NoiseDrawWeightMoments", variance.noise_draw_weight_moments(X, 0.8, 0.6)
     yield "VKernel", variance.v_kernel(X, process, 10, 3, p0=p0)
+    field = ld.Gaussian.stationary(ld.spectra.power_law_grid((4, 3), 2.0), 0.5)
+    images = field.sample(3, rng)
+    yield "Gaussian.stationary", field
+    yield "GaussianScore(stationary)", ld.GaussianScore(field, process)
+    yield "LinearDenoiser.fit_convolutional", ld.LinearDenoiser.fit_convolutional(images, process, (4, 3), ridge=0.1)
+    local = ld.LinearDenoiser.fit_convolutional(images, process, (4, 3), kernel_size=3, train_time=2.0)
+    yield "LinearDenoiser.fit_convolutional(kernel_size=3)", local
+    yield "sampling_law(stationary)", ld.sampling_law(local, process, "ddim", 5)
+    yield "TransitionResult(conv)", ld.transition_sweep(grid=(3, 2), model="conv:1", ratios=[1.0], repeats=2,
+                                                        process=process, progress=False)
 
 
 @pytest.mark.parametrize("name,value", list(_results()), ids=[n for n, _ in _results()])
@@ -103,3 +113,14 @@ def test_process_pool_gives_the_serial_result():
     with ProcessPoolExecutor(max_workers=2) as pool:
         parallel = ld.transition_sweep(executor=pool, **kwargs)
     assert same(serial, parallel)
+
+
+def test_stationary_values_keep_their_shared_basis_through_pickling():
+    """Fields and models on one grid share one basis object (the O(d) paths need it), also after a round trip."""
+    field = ld.Gaussian.stationary(ld.spectra.power_law_grid((5, 4)))
+    model = ld.LinearDenoiser.fit_convolutional(field.sample(3, 0), ld.DDPM.linear(20), (5, 4), kernel_size=3)
+    for trip in ROUND_TRIPS.values():
+        back_field, back_model = trip((field, model))
+        assert back_field.eigenvectors is field.eigenvectors is back_model.spectral.basis
+        law = ld.sampling_law(back_model, back_model.process, "ddim", 4)
+        assert law.shares_basis_with(field) and ld.kl(law, back_field) == ld.kl(law, field)
