@@ -19,14 +19,14 @@ from scipy.optimize import minimize_scalar
 
 from ._validation import as_positive_int, as_rng
 from .ensembles import run_jobs, spawn_seeds
-from .gaussian import Gaussian, kl
+from .gaussian import Gaussian, Infinite, kl
 from .losses import dsm_loss, generalisation_gap
 from .processes import Process
 from .samplers import sampling_law
 from .scores import LinearDenoiser
 from .spectra import power_law
 from .tables import Column, Table
-from .transition import _loss_times
+from .transition import _loss_times, _summarise
 
 __all__ = ["CRITERIA", "evaluate", "regularisation_table", "best_ridge", "best_train_time", "decay_table"]
 
@@ -56,15 +56,16 @@ def _options(process: Process, sampler: str, sampler_options: dict) -> dict:
 
 def evaluate(p0: Gaussian, N: int, process: Process, ridge: float = 0.0, train_time: float | None = None,
              sampler: str = "ddpm", repeats: int = 10, seed=0, executor=None, **sampler_options) -> dict:
-    """Mean and standard error over training sets of test loss, gap and both KLs (per dimension)."""
+    """Mean and standard error over training sets of test loss, gap and both KLs (per dimension).
+
+    Each value is ``(mean, s.e.)``, a float for one training set, or an :class:`~lindiff.Infinite` (with the
+    reason) when it is infinite on some set, e.g. a KL against a law that is singular where the data are not.
+    """
     opts = _options(process, sampler, sampler_options)
     jobs = [partial(_metrics, X, p0, process, ridge, train_time, sampler, opts) for X in _sets(p0, N, repeats, seed)]
     runs = run_jobs(jobs, executor, progress=False)
-    out = {}
-    for key in runs[0]:
-        vals = np.array([r[key] for r in runs])
-        out[key] = (float(vals.mean()), float(vals.std(ddof=1) / math.sqrt(vals.size))) if vals.size > 1 else float(vals.mean())
-    return out
+    # an infinite KL on some set makes the mean an Infinite that keeps its reason (a plain float mean drops it)
+    return {key: _summarise([r[key] for r in runs]) for key in runs[0]}
 
 
 def regularisation_table(p0: Gaussian, N: int, process: Process, ridges: Sequence[float] = (),
@@ -89,19 +90,28 @@ def _best(p0, N, process, criterion, sampler, repeats, seed, bounds, which, samp
     sets = _sets(p0, N, repeats, seed)
     opts = _options(process, sampler, sampler_options)
 
+    infinite: list = []
+
     def objective(log_value):
         value = math.exp(log_value)
         ridge, tau = (value, None) if which == "ridge" else (0.0, value)
         vals = [_metrics(X, p0, process, ridge, tau, sampler, opts)[criterion] for X in sets]
-        mean = float(np.mean(vals))
-        return mean if math.isfinite(mean) else 1e300
+        if any(math.isinf(v) for v in vals):  # an infinite criterion loses to every finite one
+            infinite.extend(v for v in vals if math.isinf(v))
+            return math.inf
+        return float(np.mean(vals))
 
     lo, hi = math.log(bounds[0]), math.log(bounds[1])
     grid = np.linspace(lo, hi, 13)
     vals = [objective(g) for g in grid]
     k = int(np.argmin(vals))
+    if math.isinf(vals[k]):
+        reason = getattr(infinite[0], "reason", "") or "infinite"
+        return float(math.exp(grid[k])), Infinite(f"{criterion} is infinite at every {which} in {tuple(bounds)}: {reason}")
     a, b = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
-    res = minimize_scalar(objective, bounds=(a, b), method="bounded", options={"xatol": 1e-3})
+    res = minimize_scalar(lambda v: min(objective(v), 1e300), bounds=(a, b), method="bounded", options={"xatol": 1e-3})
+    if res.fun > vals[k]:  # Brent's bracket holds an infinite end: keep the finite grid point
+        return float(math.exp(grid[k])), float(vals[k])
     return float(math.exp(res.x)), float(res.fun)
 
 

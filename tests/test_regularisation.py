@@ -47,3 +47,18 @@ def test_regularisation_table_renders(setting):
     p0, process = setting
     table = regularisation_table(p0, 6, process, ridges=(0.1,), train_times=(5.0,), repeats=3)
     assert len(table.rows) == 3 and "ridge 0.1" in table.render("markdown")
+
+
+def test_infinite_kls_keep_their_reason():
+    """Issue 11: a data law of rank 0 against the (full-rank) sampled law has KL = inf; ``float(np.mean(...))``
+    turned the Infinite into a plain inf.  The mean over sets keeps it, with its reason."""
+    p0 = ld.Gaussian.from_spectrum([0.0])
+    one = evaluate(p0, 1, ld.DDPM.linear(2), repeats=1)
+    for key in ("kl_data_to_model", "kl_model_to_data"):
+        assert isinstance(one[key], ld.Infinite) and "singular" in one[key].reason
+    many = evaluate(ld.Gaussian.from_spectrum([0.0, 1.0]), 3, ld.DDPM.linear(2), repeats=3)
+    assert isinstance(many["kl_data_to_model"], ld.Infinite) and isinstance(many["test_loss"], tuple)
+    table = regularisation_table(p0, 2, ld.DDPM.linear(5), ridges=(0.1,), train_times=(1.0,), repeats=2)
+    assert all(isinstance(v, ld.Infinite) and v.reason for v in table.column("KL(data||law)"))
+    ridge, value = best_ridge(p0, 2, ld.DDPM.linear(2), criterion="kl_data_to_model", repeats=2)
+    assert isinstance(value, ld.Infinite) and "every ridge" in value.reason  # not the sentinel 1e300

@@ -38,7 +38,6 @@ OUTCOMES = ("valid", "infinite", "rejected", "defect", "known")
 # reported with a reproducer, but not failing the suite; each line goes when its owner's fix has landed.
 # (entry-point prefix, defect kind contains, detail contains, where and who)
 KNOWN = [
-    ("regularisation.", "plain inf", "", "lindiff/regularisation.py: evaluate() averages Infinite KLs into a plain inf"),
     # the sampler entry points (rewritten on the `samplers` branch, issue 11 item 9; merged into main):
     # every defect reached through them is listed for the samplers helper
     ("build_sampler", "", "", "lindiff/samplers.py: OverflowError / overflow or 0*inf warnings at steep schedules"),
