@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import lindiff
+from documents import compile_latex
 from lindiff.cli import STABILITY_TABLES, VARIANCE_TABLES, build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,13 +39,7 @@ def _csv_args(name, argv):
 
 
 def _compile_latex(fragment: str, tmp_path: Path) -> None:
-    doc = "\\documentclass{article}\n\\usepackage[margin=1cm,landscape]{geometry}\n\\usepackage{amsmath}\n\\begin{document}\n" + fragment \
-          + "\n\\end{document}\n"
-    (tmp_path / "t.tex").write_text(doc, encoding="utf-8")
-    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert (tmp_path / "t.pdf").stat().st_size > 1000
+    compile_latex(fragment, tmp_path)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
