@@ -380,9 +380,10 @@ def pencil(cov_p: np.ndarray, cov_q: np.ndarray, eig_p: PSDEig, eig_q: PSDEig, d
 
 def is_identity(U: np.ndarray) -> bool:
     """True for an identity basis (checked in O(d), exactly): products with it can be skipped."""
-    if U.shape[0] > 1 and not isinstance(U, np.ndarray):  # an implicit (Fourier) basis is never the identity
-        return False
-    return U.shape[0] <= 1 or (U[0, 0] == 1.0 and U[-1, -1] == 1.0 and np.count_nonzero(U) == U.shape[0]
+    if not isinstance(U, np.ndarray):  # an implicit (Fourier) basis is the identity only in one dimension ([[1]])
+        return U.shape[0] <= 1
+    # a 1 x 1 basis may be [[-1]] (eigh's sign): it is the identity only when its entry is 1
+    return U.shape[0] == 0 or (U[0, 0] == 1.0 and U[-1, -1] == 1.0 and np.count_nonzero(U) == U.shape[0]
                                and bool(np.all(np.diag(U) == 1.0)))
 
 

@@ -32,6 +32,7 @@ that are multiples of the identity as scalars.
 
 from __future__ import annotations
 
+import math
 import weakref
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -82,7 +83,7 @@ class Step:
     def noise_std(self) -> float:
         """Standard deviation of the noise added *directly* to ``x_next`` (noise through stages excluded)."""
         K = self.n_slots
-        return float(np.sqrt(sum(c * c for c in self.writes[0][K : K + self.noises])))
+        return float(math.hypot(*self.writes[0][K : K + self.noises]))  # no overflow of the squares
 
 
 @dataclass(frozen=True, eq=False)  # identity semantics: programs hold arrays, and key the compile cache
@@ -356,6 +357,19 @@ class ModeTables:
         self.frac = None
         if self.compiled.kinds & {"x0", "ax0"}:
             self.frac = np.stack([sp.x0_fraction(t, a, s) for t, a, s in zip(tt, self.alpha, self.sigma)])
+        self._spectral, self._times = sp, tt
+
+    def x0_mult(self, rows: np.ndarray) -> np.ndarray:
+        """Per-mode ``k`` of ``x0_hat = mu + k (y - alpha mu)`` at the times ``compiled.times[rows]``: ``frac /
+        alpha``, and where alpha underflows to 0 (a grid that starts where the start is forgotten) the spectral
+        form's limit (0 for a model that reproduces its data mean there, a ValueError where it is infinite)."""
+        alpha = self.alpha[rows]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            k = self.frac[rows] / alpha[:, None]
+        for j in np.flatnonzero((alpha == 0.0) | ~np.isfinite(k).all(axis=1)):  # also frac / subnormal alpha = inf
+            i = rows[j] if np.ndim(rows) else rows
+            k[j] = self._spectral.x0_gains(float(self._times[i]), float(self.alpha[i]), float(self.sigma[i]))
+        return k
 
     def stage_affine(self, rows: np.ndarray, kind: str):
         """Per-mode ``f(y) = mult * y + off`` for stages at the times ``compiled.times[rows]``; arrays (n, d)."""
@@ -368,11 +382,11 @@ class ModeTables:
         if kind == "eps":
             sg = s * g
             return sg, -sg * am
-        frac = self.frac[rows]
+        # the offsets mu (1 - alpha k) of x0_hat (times alpha for alpha x0_hat) as mu sigma^2 g: the identity
+        # alpha k = 1 - sigma^2 g of every spectral form, without the cancellation of 1 - frac where frac -> 1
         if kind == "ax0":
-            return frac, am - frac * am
-        k = frac / a
-        return k, self.mu - k * am
+            return self.frac[rows], am * (s * s * g)
+        return self.x0_mult(rows), self.mu * (s * s * g)
 
 
 def _run_modes(spectral, mu: np.ndarray, prog: SamplerProgram) -> SpectralMap:
@@ -441,8 +455,10 @@ def _run_single_stage(prog: SamplerProgram, modes: ModeTables) -> SpectralMap:
     w_f mult_k alpha mu)`` and the noise variance is ``(w_z + w_f mult_k i_z)^2``.  The composition
     ``M = prod a``, ``m = sum_k s_k b_k``, ``Q = sum_k s_k^2 v_k`` (``s_k = prod_{j>k} a_j``) is formed
     with the parts that do not depend on the mode kept as per-step columns: ``m = mu * (col^T (s * w_f
-    mult)) + mu * (col'^T s)`` and, when the noise does not pass through the model (``i_z = 0``), ``Q =
-    (w_z^2)^T s^2`` — matrix-vector products instead of further (S, d) tables."""
+    mult))`` for score and eps stages and, when the noise does not pass through the model (``i_z = 0``), ``Q =
+    (w_z^2)^T s^2`` — matrix-vector products instead of further (S, d) tables.  The offsets of x0 and alpha x0
+    stages, ``w_f mu (1 - alpha k)`` (times alpha), take one (S, d) table ``w_f mu sigma^2 g``: written as a
+    difference of two column sums they would cancel where the signal dominates the noise (``alpha k -> 1``)."""
     S, d = len(prog.steps), modes.d
     mu = modes.mu
     has_mean = bool(np.any(mu))
@@ -450,9 +466,9 @@ def _run_single_stage(prog: SamplerProgram, modes: ModeTables) -> SpectralMap:
     col_x = np.empty((S, 1))  # i_x
     col_wx = np.empty((S, 1))  # w_x
     col_mean = np.zeros(S)  # -alpha: m gets mu * sum_k s_k (w_f mult)_k (-alpha_k)
-    col_c0 = np.zeros(S)  # w_f c0 / mu per step
     col_wz = np.zeros((S, 1))
     col_iz = np.zeros((S, 1))
+    data_off = None  # w_f mu (1 - alpha k) of x0 / alpha x0 stages, per step and mode (see stage_affine)
     for grp in modes.compiled.groups:
         sl = slice(grp.a, grp.b)
         kind = grp.kinds[0]
@@ -465,11 +481,14 @@ def _run_single_stage(prog: SamplerProgram, modes: ModeTables) -> SpectralMap:
             factor = -wf if kind == "score" else wf * sigma
             np.multiply(factor, _rows(modes.gains, rows), out=wfm[sl])
         else:
-            factor = wf if kind == "ax0" else wf / alpha
-            np.multiply(factor, _rows(modes.frac, rows), out=wfm[sl])
-            col_c0[sl] = (wf * alpha if kind == "ax0" else wf)[:, 0]
+            np.multiply(wf, _rows(modes.frac, rows) if kind == "ax0" else modes.x0_mult(rows), out=wfm[sl])
+            if has_mean:
+                if data_off is None:
+                    data_off = np.zeros((S, d))
+                np.multiply(wf * sigma * sigma * (alpha if kind == "ax0" else 1.0), _rows(modes.gains, rows),
+                            out=data_off[sl])
         col_x[sl], col_wx[sl] = inp[:, 0:1], wx
-        col_mean[sl] = -alpha[:, 0]
+        col_mean[sl] = -alpha[:, 0] if kind in ("score", "eps") else 0.0
         if grp.noises:
             col_wz[sl], col_iz[sl] = W[:, 1:2], inp[:, 1:2]
     a = np.multiply(wfm, col_x)
@@ -481,7 +500,9 @@ def _run_single_stage(prog: SamplerProgram, modes: ModeTables) -> SpectralMap:
             np.multiply(suffix[k + 1], a[k + 1], out=suffix[k])
         M = suffix[0] * a[0]
         if has_mean:
-            m = mu * (col_mean @ np.multiply(suffix, wfm)) + (mu * (col_c0 @ suffix) if col_c0.any() else 0.0)
+            m = mu * (col_mean @ np.multiply(suffix, wfm))
+            if data_off is not None:
+                m = m + mu * np.einsum("kd,kd->d", suffix, data_off)
         else:
             m = np.zeros(d)
         if col_iz.any():
@@ -613,9 +634,18 @@ class _DenseWeights:
             if model.spectral is not None:
                 sp = model.spectral
                 model._checked_gains(t, a, s)
-                k = sp.x0_fraction(t, a, s) / scale
+                # x0 where alpha underflows to 0: the spectral form's limit (or its ValueError)
+                g = model._checked_gains(t, a, s)
+                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                    k = sp.x0_fraction(t, a, s) / scale
+                if not np.all(np.isfinite(k)):  # alpha underflows (to 0, or subnormal): the limit or a ValueError
+                    k = sp.x0_gains(t, a, s)
                 F = (sp.basis * k) @ sp.basis.T
-                f0 = (a / scale) * sp.mean - a * (F @ sp.mean)
+                # offset mu (1 - alpha k) (times alpha for alpha x0) as mu sigma^2 g: no cancellation (ModeTables)
+                f0 = (sp.basis * ((a if kind == "ax0" else 1.0) * s * s * g)) @ (sp.basis.T @ sp.mean)
+            elif scale == 0.0:
+                raise ValueError(f"the x0 prediction (x - sigma eps_hat) / alpha at t={t:g} is not representable: "
+                                 "alpha(t) = 0 (float64 underflow); use a grid that starts at a smaller time")
             else:
                 W, b = model.affine(t)
                 F = (np.eye(model.dim) - s * W) / scale
@@ -700,6 +730,23 @@ def run_dense(model, prog: SamplerProgram) -> tuple[np.ndarray, np.ndarray, np.n
 
 # ------------------------------------------------------------------------------------------------
 # Monte Carlo interpreter (points)
+def _alpha_x0(model, process, y: np.ndarray, t: float) -> np.ndarray:
+    """``alpha x0_hat`` at the rows of y: alpha times the model's own data prediction wherever that is finite
+    (no cancellation; 0 where alpha underflows to 0 and the prediction has a limit), else ``y - sigma eps_hat``
+    (the prediction alone is beyond float64, e.g. a ridge-fitted model as alpha -> 0).  ``y - sigma eps_hat``
+    everywhere would cancel to round-off of ``y`` where alpha is tiny, which the step's ratio alpha'/alpha
+    then multiplies."""
+    a = float(process.alpha(t))
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = a * np.atleast_2d(model.x0(y, t))
+        if np.all(np.isfinite(out)):
+            return out
+    except ValueError:  # the model refuses x0 here (not representable): alpha x0 from eps below
+        pass
+    return y - float(process.sigma(t)) * np.atleast_2d(model.eps(y, t))
+
+
 def run_points(model, prog: SamplerProgram, x: np.ndarray, gen: np.random.Generator, on_step=None) -> np.ndarray:
     """Run a stepped program on the rows of ``x`` for any score model (the Monte Carlo twin)."""
     K = len(prog.slots)
@@ -715,11 +762,7 @@ def run_points(model, prog: SamplerProgram, x: np.ndarray, gen: np.random.Genera
             elif stage.kind == "x0":
                 out = model.x0(y, stage.t)
             else:
-                a = float(prog.process.alpha(stage.t))
-                if a > 1e-150:
-                    out = a * np.atleast_2d(model.x0(y, stage.t))
-                else:  # alpha x0_hat = y - sigma eps_hat (x0_hat itself is not representable)
-                    out = y - float(prog.process.sigma(stage.t)) * np.atleast_2d(model.eps(y, stage.t))
+                out = _alpha_x0(model, prog.process, y, stage.t)
             regs.append(np.atleast_2d(out))
         slots = [_combine(row, regs, x) for row in st.writes]
         if on_step is not None:

@@ -36,8 +36,23 @@ def _phi(k: int, z: float) -> float:
 
 
 def _ratio(a, b) -> float:
-    """``alpha_b / alpha_a`` for two levels."""
-    return math.exp(b.la - a.la)
+    """``alpha_b / alpha_a`` for two levels (``inf`` past the float64 range)."""
+    from .samplers import _exp
+
+    return _exp(b.la - a.la)
+
+
+def _noise_ratio(name: str, a, b) -> float:
+    """``alpha_b / alpha_a`` of a noise-prediction step, refused where float64 loses the step to cancellation
+    (see ``lindiff.samplers._NOISE_RATIO_MAX``)."""
+    from .samplers import _noise_step_ratio
+
+    return _noise_step_ratio(name, a, b)
+
+
+def _sigma_ratio(a, b, r_a: float, h: float) -> float:
+    """``sigma_b / sigma_a = (alpha_b / alpha_a) e^{-h}``, from the levels where ``alpha_b / alpha_a`` overflows."""
+    return r_a * math.exp(-h) if r_a < 1e150 else b.s / a.s  # (the product would pass through subnormals)
 
 
 def _lam_gap(a, b) -> float:
@@ -69,11 +84,11 @@ def _unipc_update(ls, lt, x_reg, m0, past, m_new, bh: str, data: bool) -> dict:
     ``past`` lists ``(register, level)`` of earlier outputs (most recent first); ``m0`` is the output at
     ``ls``; ``m_new`` the output at ``lt`` (corrector)."""
     h = _lam_gap(ls, lt)
-    r_a = _ratio(ls, lt)
+    r_a = _ratio(ls, lt) if data else _noise_ratio("unipc (predict_x0=False)", ls, lt)
     if data:
         # x_t = (sigma_t/sigma_s) x + alpha_t (1 - e^{-h}) m0 - alpha_t B(h) sum rho_k D_k
         z = -h
-        a = r_a * math.exp(-h) if math.isfinite(h) else 0.0
+        a = _sigma_ratio(ls, lt, r_a, h) if math.isfinite(h) else 0.0
         c0 = -lt.a * math.expm1(z) if math.isfinite(h) else lt.a
         scale = -lt.a
     else:
@@ -224,7 +239,7 @@ def _build_deis(process, g, o):
         outs = [(f, ls)] + [(j, levels[i - j]) for j in range(1, p)]
         # x_t / alpha_t = x_s / alpha_s + sum_k c_k eps_k (the probability-flow ODE in rho = sigma/alpha)
         w = _deis_weights(ls.sv, lt.sv, [lv.sv for _, lv in outs])
-        combo = {0: _ratio(ls, lt)}
+        combo = {0: _noise_ratio("deis", ls, lt)}
         for (reg, _), c in zip(outs, w):
             combo[reg] = combo.get(reg, 0.0) + lt.a * c
         b.write(0, combo)
@@ -276,14 +291,14 @@ def _singlestep_coefs(ls, lt, algo: str, solver_type: str, p: int):
             raise ValueError("algorithm_type='dpmsolver' (noise predictions) has no step onto sigma = 0; use "
                              "'dpmsolver++' or final_sigmas_type='sigma_min'")
         c = [-lt.s * h * _phi(k + 1, h) for k in range(3)]
-        return _ratio(ls, lt), c, 0.0
+        return _noise_ratio("dpmsolver_singlestep (algorithm_type='dpmsolver')", ls, lt), c, 0.0
     sde = algo.startswith("sde")
     if not math.isfinite(h):
         if p > 1:
             raise ValueError("a singlestep update of order >= 2 onto sigma = 0 is undefined (h = inf)")
         return 0.0, [lt.a, 0.0, 0.0], 0.0
     H = 2.0 * h if sde else h
-    a = _ratio(ls, lt) * math.exp(-h) * (math.exp(-h) if sde else 1.0)  # (sigma_t/sigma_s) e^{-h eta}
+    a = _sigma_ratio(ls, lt, _ratio(ls, lt), h) * (math.exp(-h) if sde else 1.0)  # (sigma_t/sigma_s) e^{-h eta}
     c = [lt.a * H * _phi(k + 1, -H) for k in range(3)]
     nu = lt.s * math.sqrt(-math.expm1(-2.0 * h)) if sde else 0.0
     return a, c, nu
@@ -377,8 +392,9 @@ order 3 ``D_1 = (r_0 D_{1,0} - r_1 D_{1,1})/(r_0 - r_1)``, ``D_2 = 2 (D_{1,1} - 
 # PNDM (Liu et al. 2022): pseudo linear multistep with a pseudo Runge-Kutta or pseudo Heun warm-up
 def _transfer(ls, lt, x: dict, e: dict) -> dict:
     """Liu et al.'s transfer ``phi(x, eps, s, t)`` (their eq. 9), which is the DDIM step:
-    ``x_t = (alpha_t/alpha_s) x + (sigma_t - sigma_s alpha_t/alpha_s) eps``."""
-    r = _ratio(ls, lt)
+    ``x_t = (alpha_t/alpha_s) x + (sigma_t - sigma_s alpha_t/alpha_s) eps`` (a noise-prediction step: its
+    ratio is bounded, see ``lindiff.samplers._NOISE_RATIO_MAX``)."""
+    r = _noise_ratio("pndm / tcd (the DDIM transfer of noise predictions)", ls, lt)
     return lc((r, x), (lt.s - ls.s * r, e))
 
 

@@ -176,6 +176,49 @@ class _Level:
         return math.exp(x) if x < 709.0 else math.inf
 
 
+def _exp(x: float) -> float:
+    """``e^x``, ``inf`` past the float64 range (where ``math.exp`` raises OverflowError)."""
+    return math.exp(x) if x < 709.0 else math.inf
+
+
+_NOISE_RATIO_MAX = 1e8
+"""Largest ``alpha'/alpha`` of a step written with noise predictions.  Such a step (the DDIM transfer
+``x' = (alpha'/alpha) x + (sigma' - sigma alpha'/alpha) eps``, a step of the VE state ``x/alpha``, or Ho et al.'s
+``(x - c eps_hat)/sqrt(1 - beta)``) adds two terms of size ``alpha'/alpha`` that cancel to an O(1) point, so
+float64 keeps about ``-log10(eps alpha'/alpha)`` digits of it: 8 at this bound.  Beyond it the step is
+refused (a finer grid splits it); data-prediction steps have no such cancellation and have no bound."""
+
+
+def _noise_step_ratio(name: str, ls: "_Level", lt: "_Level") -> float:
+    """``alpha(lt)/alpha(ls)`` of a noise-prediction step, refused beyond :data:`_NOISE_RATIO_MAX`."""
+    x = lt.la - ls.la
+    if not x <= math.log(_NOISE_RATIO_MAX):
+        raise ValueError(
+            f"sampler {name!r} writes the step t = {ls.t:g} -> {lt.t:g} with noise predictions, x' = (alpha'/alpha) x "
+            f"+ c eps_hat, and alpha grows by a factor exp({x:.4g}) over it: the two terms cancel to an O(1) point and "
+            f"float64 would keep fewer than 8 of its digits (alpha'/alpha must stay below {_NOISE_RATIO_MAX:.0e}); use "
+            "more steps (a finer grid), a smaller T, or a data-prediction sampler (ddim, dpmpp_2m, unipc, ...)")
+    return math.exp(x)
+
+
+def _check_extrapolation(name: str, weights, x_coef: float, unit: float, ls: "_Level", lt: "_Level") -> None:
+    """A multistep step ``x' = x_coef x + unit sum_j w_j m_j`` weights its stored model outputs ``m_j`` by ``w_j``
+    summing to the first-order weight (the higher-order differences ``D_k`` sum to zero).  On a grid whose
+    log-SNR steps differ by orders of magnitude (a DDPM schedule with betas 1e-12 beside 0.5) the ``D_k``
+    divide differences of nearly equal outputs by ratios like 1e-12: the weights are huge and cancel, and
+    float64 keeps ``-log10(eps kappa)`` digits of the new point, ``kappa = unit sum |w_j| / max(|x_coef|, unit
+    |sum w_j|)`` (the outputs and the point being of one size).  Refused beyond ``kappa = 1e8`` (the bound of
+    :data:`_NOISE_RATIO_MAX`)."""
+    weights = [float(w) for w in weights]
+    size, total = sum(abs(w) for w in weights), abs(sum(weights))
+    if unit * size > _NOISE_RATIO_MAX * max(abs(x_coef), unit * total):
+        raise ValueError(
+            f"sampler {name!r} on the step t = {ls.t:g} -> {lt.t:g} weights its stored outputs by {max(weights, key=abs):.3g} "
+            f"and more, which cancel to a total of {sum(weights):.3g}: the grid's log-SNR steps differ by orders of "
+            f"magnitude there and float64 would keep fewer than 8 digits of the step; use a more even grid (other steps, "
+            "spacing or timesteps) or solver_order=1")
+
+
 def _time_at(process: Process, sv: float, what: str) -> float:
     """The time at which ``sigma/alpha = sv`` (inverse of the VE noise level)."""
     if process.discrete:
@@ -210,16 +253,25 @@ def _one_stage(t, t_next, a, c, noise, kind="score") -> Step:
     return b.build()
 
 
+def _data_stage(b: StepBuilder, lv: _Level, inputs: dict, la_use: float) -> tuple[int, float]:
+    """A data-prediction stage at level ``lv`` whose output enters with the coefficient ``alpha_use`` (``log
+    alpha_use = la_use``) times a finite weight; returns ``(register, log scale)``, the output being
+    ``e^{scale} x0_hat``.  Normally ``x0_hat`` (scale 0).  Where ``alpha(t)`` underflows, ``alpha x0_hat`` (scale
+    ``log alpha``, the output stays finite) with the ratio ``alpha_use/alpha`` kept in logs; where even that
+    ratio is beyond float64 (alpha grows by more than e^709 before the output is used) the start is forgotten:
+    ``x0_hat`` itself, which every model evaluates in its ``alpha -> 0`` limit (the prediction with no
+    information from x, e.g. the data mean) or refuses with a ValueError where that limit is infinite."""
+    if lv.a > 1e-150 or la_use - lv.la >= 709.0:
+        return b.stage(lv.t, inputs, "x0"), 0.0
+    return b.stage(lv.t, inputs, "ax0"), lv.la
+
+
 def _first_order(lv: _Level, ln: _Level, x_coef: float, d_coef: float, noise: float = 0.0) -> Step:
-    """``x' = x_coef x + d_coef alpha' x0_hat(x, t) + noise z``: the data prediction enters as ``x0`` or,
-    where alpha(t) underflows, as ``alpha x0_hat`` with the ratio ``alpha'/alpha`` (kept in logs)."""
+    """``x' = x_coef x + d_coef alpha' x0_hat(x, t) + noise z``: the data prediction enters as ``x0``, as
+    ``alpha x0_hat`` where alpha(t) underflows, or in its ``alpha -> 0`` limit (see :func:`_data_stage`)."""
     b = StepBuilder(lv.t, ln.t, 1)
-    if lv.a > 1e-150:
-        f = b.stage(lv.t, {0: 1.0}, "x0")
-        c = d_coef * ln.a
-    else:
-        f = b.stage(lv.t, {0: 1.0}, "ax0")
-        c = d_coef * lv.ratio(ln) if d_coef else 0.0
+    f, scale = _data_stage(b, lv, {0: 1.0}, ln.la)
+    c = d_coef * (ln.a if scale == 0.0 else _exp(ln.la - scale)) if d_coef else 0.0
     combo = {0: float(x_coef), f: float(c)}
     if noise:
         combo[b.noise()] = float(noise)
@@ -236,6 +288,7 @@ def _build_ddpm(process, g, o):
         t, t_next = float(g[k]), float(g[k + 1])
         last = k == len(g) - 2
         la, la_next = float(process.log_alpha2(t)), float(process.log_alpha2(t_next))
+        _noise_step_ratio("ddpm", _Level(process, t), _Level(process, t_next))  # the 1/sqrt(alpha_cur) below
         # expm1 keeps the skip-step beta accurate for tiny betas; at the last step it equals sigma^2 bitwise
         alpha_cur = np.exp(la - la_next)
         beta = -np.expm1(la - la_next)
@@ -277,7 +330,14 @@ def _build_vp(name):
                 steps.append(_one_stage(t, t_next, 1 + 0.5 * h * bk, h * bk, np.sqrt(h * bk)))
             elif name == "exponential_integrator":
                 dB = float(process.B(t) - process.B(t_next))
-                steps.append(_one_stage(t, t_next, np.exp(0.5 * dB), 2 * np.expm1(0.5 * dB), np.sqrt(np.expm1(dB))))
+                if 0.5 * dB >= 709.0:
+                    raise ValueError(
+                        f"sampler 'exponential_integrator' multiplies x by E = exp((B(t) - B(t'))/2) = exp({0.5 * dB:.4g}) on "
+                        f"the step t = {t:g} -> {t_next:g}, beyond float64 (the law it gives is as large); use more steps")
+                E = np.exp(0.5 * dB)
+                # sqrt(E^2 - 1), as E sqrt(1 - E^-2) where E^2 overflows
+                root = np.sqrt(np.expm1(dB)) if dB < 709.0 else E * math.sqrt(-math.expm1(-dB))
+                steps.append(_one_stage(t, t_next, E, 2 * np.expm1(0.5 * dB), root))
             elif name == "euler" or (float(process.sigma(t_next)) == 0.0 and not o.get("heun_at_zero")):
                 steps.append(_one_stage(t, t_next, 1 + 0.5 * h * bk, 0.5 * h * bk, 0.0))
             else:  # heun
@@ -331,7 +391,7 @@ def _phi(k: int, z: float) -> float:
     by its Taylor series for ``|z| < 1`` (no cancellation) and the recurrence
     ``phi_{k+1}(z) = (phi_k(z) - 1/k!) / z`` otherwise."""
     if k == 0:
-        return math.exp(z)
+        return _exp(z)
     if abs(z) < 1.0:
         term, total, n = 1.0 / math.factorial(k), 0.0, 0
         while True:
@@ -340,8 +400,10 @@ def _phi(k: int, z: float) -> float:
             term *= z / (n + k)
             if abs(term) < 1e-18 * abs(total) or n > 60:
                 return total + term
+    if z >= 709.0:  # e^z beyond float64 (math.expm1 would raise): so is phi_k(z) ~ e^z / z^k
+        return math.inf
     if math.isinf(z):
-        return 0.0 if z < 0 else math.inf
+        return 0.0
     v = math.expm1(z) / z
     for j in range(1, k):
         v = (v - 1.0 / math.factorial(j)) / z
@@ -416,11 +478,10 @@ def _build_dpm_multistep(process, g, o):
         p = _dpm_order(i, n, order, final_zero, o)
         b = StepBuilder(ls.t, lt.t, K)
         b.note = f"order {p}"
-        if data_pred and ls.a <= 1e-150:
-            f = b.stage(ls.t, {0: 1.0}, "ax0")
-            fscale = ls.la
+        if data_pred:  # used on this step and the next K - 1, the last one with the largest alpha
+            f, fscale = _data_stage(b, ls, {0: 1.0}, levels[min(i + K, n)].la)
         else:
-            f = b.stage(ls.t, {0: 1.0}, "x0" if data_pred else "eps")
+            f = b.stage(ls.t, {0: 1.0}, "eps")
             fscale = 0.0
         h = (ls.lsv - lt.lsv) if lt.s > 0 else math.inf
         # m_0, m_1, m_2 as (register, level, log-scale)
@@ -438,7 +499,7 @@ def _build_dpm_multistep(process, g, o):
             sign, unit = 1.0, lt.la  # + alpha_t sum w_k D_k
         else:
             zeta = 2.0 if sde else 1.0
-            r_a = ls.ratio(lt)
+            r_a = _noise_step_ratio(f"dpmsolver_multistep (algorithm_type={algo!r})", ls, lt)
             x_coef = r_a
             if math.isfinite(h):
                 e1 = h * _phi(1, h)  # e^h - 1
@@ -471,11 +532,13 @@ def _build_dpm_multistep(process, g, o):
         for wk, D in zip(w, Dk):
             for j, c in D.items():
                 coef_out[j] = coef_out.get(j, 0.0) + wk * c
+        _check_extrapolation(f"dpmsolver_multistep (order {p})", coef_out.values(), x_coef,
+                             _exp(lt.la) if data_pred else wscale, ls, lt)
         combo = {0: x_coef}
         for j, c in coef_out.items():
             reg, lvl, lscale = outs[j]
             if data_pred:
-                factor = math.exp(lt.la - lscale)  # alpha_t / scale of the stored output
+                factor = _exp(lt.la - lscale)  # alpha_t / scale of the stored output (finite: see _data_stage)
             else:
                 factor = wscale
             combo[reg] = combo.get(reg, 0.0) + sign * c * factor
@@ -564,6 +627,7 @@ def _build_churn_family(name: str):
                 steps.append(_first_order(lv, ln, ln.s / lv.s if ln.s > 0 else 0.0, 1.0 - rho))
                 continue
             _normal_levels(name, lv)
+            _noise_step_ratio(name, lv, ln)  # x'_ve = x_ve + c eps_hat: x' = (alpha'/alpha) x + ...
             b = StepBuilder(lv.t, ln.t, 1)
             ve = _VE(b, lv)
             xh, lh, sh, gamma = _churned(ve, process, o, n, name)
@@ -598,6 +662,7 @@ def _build_dpm_2_ancestral(process, g, o):
     for k in range(len(g) - 1):
         lv, ln = _Level(process, g[k]), _Level(process, g[k + 1])
         _normal_levels("dpm_2_ancestral", lv)
+        _noise_step_ratio("dpm_2_ancestral", lv, ln)
         b = StepBuilder(lv.t, ln.t, 1)
         ve = _VE(b, lv)
         rho = ln.sv / lv.sv
@@ -632,16 +697,20 @@ def lms_coefficients(sigmas: Sequence[float], i: int, order: int) -> list[float]
     """
     from numpy.polynomial import polynomial as P
 
-    s = [float(v) for v in sigmas]
     if order - 1 > i:
         raise ValueError(f"order {order} is too high for step {i}")
+    # the weights scale with the sigmas (c_j(k s) = k c_j(s)): computed on sigmas of order 1, so that the
+    # products of up to four differences do not overflow at sigma_ve ~ 1e100
+    top = max(abs(float(v)) for v in sigmas[max(i - order + 1, 0) : i + 2])
+    unit = top if top > 1e50 else 1.0
+    s = [float(v) / unit for v in sigmas]
     h = s[i + 1] - s[i]
     out = []
     for j in range(order):
         roots = [s[i - k] - s[i] for k in range(order) if k != j]
         denom = math.prod(s[i - j] - s[i - k] for k in range(order) if k != j)
         poly = P.polyint(P.polyfromroots(roots) if roots else np.array([1.0]))
-        out.append(float(P.polyval(h, poly) - P.polyval(0.0, poly)) / denom)
+        out.append(float(P.polyval(h, poly) - P.polyval(0.0, poly)) / denom * unit)
     return out
 
 
@@ -657,6 +726,7 @@ def _build_lms(process, g, o):
     for i in range(len(g) - 1):
         lv, ln = levels[i], levels[i + 1]
         _normal_levels("lms", lv)
+        _noise_step_ratio("lms", lv, ln)
         b = StepBuilder(lv.t, ln.t, K)
         ve = _VE(b, lv)
         d = ve.eps(ve.x(), lv)  # k-diffusion's d = (x - D)/sigma is the noise prediction
@@ -903,11 +973,14 @@ __doc__ = __doc__.replace("<<SAMPLERS>>", _sampler_docs())
 
 # ------------------------------------------------------------------------------------------------
 def _freeze(value):
+    """A cache key for an argument: with its type, so that values equal under ``==`` but validated differently
+    (``True`` and ``1``, ``"1"``) never share a program (a bool ``steps`` must be rejected, not served the
+    program built for ``steps=1``)."""
     if isinstance(value, np.ndarray):
         return ("array", value.dtype.str, value.shape, value.tobytes())
     if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    return value
+        return (type(value).__name__,) + tuple(_freeze(v) for v in value)
+    return (type(value).__name__, value)
 
 
 def _resolve(sampler: str, options: dict, caller: str) -> tuple[_Spec, dict, dict]:
@@ -946,7 +1019,7 @@ def build_sampler(process: Process, sampler: str, steps: int | None = None, t_mi
 def _build(process, sampler, steps, t_min, options, caller) -> SamplerProgram:
     spec, grid_opts, opts = _resolve(sampler, options, caller)
     try:
-        key = (id(process), sampler, steps, t_min, tuple(sorted((k, _freeze(v)) for k, v in options.items())))
+        key = (id(process), sampler, _freeze(steps), _freeze(t_min), tuple(sorted((k, _freeze(v)) for k, v in options.items())))
         hash(key)
     except TypeError:
         key = None
@@ -978,14 +1051,25 @@ def _build_program(process, spec: _Spec, steps, t_min, grid_opts, opts) -> Sampl
         raise ValueError("the grid must start at a time with sigma > 0")
     if not process.discrete:
         g = np.asarray(process.check_time(g, "grid"), float)
-    step_list, slots = spec.build(process, g, opts)
-    for st in step_list:
+    # a coefficient beyond float64 becomes inf (numpy) or OverflowError (math) in the builders; both end in
+    # the one ValueError below, which names the step and what to change
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            step_list, slots = spec.build(process, g, opts)
+    except OverflowError:
+        step_list, slots = None, ()
+    bad = None if step_list is not None else (g[0], g[-1])
+    for st in step_list or ():
         vals = [c for row in st.writes for c in row] + [c for sg in st.stages for c in sg.inputs]
         if not all(math.isfinite(c) for c in vals):
-            lv = _Level(process, st.t)
-            raise ValueError(f"sampler {sampler!r} has a non-finite coefficient on the step {st.t:g} -> {st.t_next:g} "
-                             f"(alpha(t) = {lv.a:.3g}, sigma/alpha = {lv.sv:.3g}): the grid reaches noise levels beyond "
-                             f"float64 range; start it at a smaller time (T or grid[0])")
+            bad = (st.t, st.t_next)
+            break
+    if bad is not None:
+        lv, ln = _Level(process, bad[0]), _Level(process, bad[1])
+        raise ValueError(f"sampler {sampler!r} has a coefficient beyond the float64 range on the step t = {bad[0]:g} -> "
+                         f"{bad[1]:g} (log alpha goes from {lv.la:.4g} to {ln.la:.4g}, log(sigma/alpha) from {lv.lsv:.4g} "
+                         f"to {ln.lsv:.4g}): the grid reaches noise levels float64 cannot hold, or the step spans too much "
+                         "of the schedule; start the grid at a smaller time (T or grid[0]) or use more steps")
     return SamplerProgram(sampler, process, g, tuple(step_list), opts, tuple(slots))
 
 
@@ -1278,8 +1362,12 @@ def _continuous_dense(model: AffineModel, prog: SamplerProgram, rtol: float):
     return y[: d * d].reshape(d, d), y[d * d : d * d + d], 0.5 * (Q + Q.T)
 
 
-def _finite_law(sampler, *arrays):
-    if not all(np.all(np.isfinite(a)) for a in arrays):
+def _finite_law(sampler, M, m, Q):
+    """The map ``x_T -> M x_T + m + N(0, Q)`` must give a law float64 holds: ``M`` is squared into the
+    covariance, so it must stay below ~1e150, ``Q`` below ~1e300."""
+    with np.errstate(invalid="ignore"):
+        ok = (np.all(np.isfinite(m)) and np.all(np.abs(M) < 1e150) and np.all(np.abs(Q) < 1e300))
+    if not ok:
         if sampler in ("sde", "ode"):
             raise ValueError(f"the {sampler!r} law overflows float64: the model's flow expands some directions without "
                              "bound over this schedule; use a smaller T")

@@ -278,3 +278,19 @@ def test_w2_of_nearly_equal_covariances_is_not_lost():
     spectral = ld.Gaussian.from_spectrum(np.logspace(0, -6, 5), U)
     dense = ld.Gaussian(np.zeros(5), spectral.cov)
     assert ld.w2(spectral, dense) < 1e-12
+
+
+def test_a_one_dimensional_basis_of_minus_one_is_not_the_identity():
+    """Issue 11 (fuzz): ``is_identity`` took every 1 x 1 basis for the identity, so a law built in the basis
+    [[-1]] (eigh's sign for a 1 x 1 covariance) got the mean in that basis instead of its own, and the
+    spectral and dense sampling laws had opposite means."""
+    from lindiff import _linalg
+
+    U = np.array([[-1.0]])
+    assert not _linalg.is_identity(U) and _linalg.is_identity(np.array([[1.0]]))
+    assert ld.Gaussian._in_basis(np.array([1.0]), U, np.array([0.5])).mean[0] == -0.5
+    p0 = ld.Gaussian.from_spectrum([1.0], U, mean=[-0.98912135])
+    model = ld.GaussianScore(p0, ld.DDPM.linear(100, 0.000631, 0.999))
+    spectral = ld.sampling_law(model, model.process, "ddim")
+    dense = ld.sampling_law(model, model.process, "ddim", path="dense")
+    assert spectral.mean[0] == pytest.approx(dense.mean[0], rel=1e-12) and spectral.mean[0] < 0

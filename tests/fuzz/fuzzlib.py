@@ -40,10 +40,6 @@ OUTCOMES = ("valid", "infinite", "rejected", "defect", "known")
 KNOWN = [
     # the sampler entry points (rewritten on the `samplers` branch, issue 11 item 9; merged into main):
     # every defect reached through them is listed for the samplers helper
-    ("build_sampler", "", "", "lindiff/samplers.py: OverflowError / overflow or 0*inf warnings at steep schedules"),
-    ("sampler_table", "", "", "lindiff/samplers.py: OverflowError / overflow or 0*inf warnings at steep schedules"),
-    ("sampling_law", "", "", "lindiff/samplers.py: overflow at steep schedules; steps=True accepted from the program cache"),
-    ("mc.sample", "", "", "lindiff/samplers.py via mc.sample: overflow / OverflowError at steep schedules"),
 ]
 
 
