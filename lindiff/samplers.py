@@ -559,7 +559,7 @@ def _normal_levels(name: str, *levels: _Level) -> None:
     for lv in levels:
         if not lv.a > 1e-150:
             raise ValueError(f"sampler {name!r} works in the VE state x/alpha, and alpha(t) = {lv.a:.3g} underflows at "
-                             f"t = {lv.t:g}; start the grid at a smaller time (T or grid[0])")
+                             f"t = {lv.t:g} (1/alpha is beyond float64); start the grid at a smaller time (T or grid[0])")
 
 
 _CHURN = {"s_churn": 0.0, "s_tmin": 0.0, "s_tmax": math.inf, "s_noise": 1.0}
@@ -1188,7 +1188,12 @@ def sampling_laws(models, process: Process, sampler: str, steps: int | None = No
     if sampler in ("sde", "ode") or len(batchable) < 2:
         return [sampling_law(m, process, sampler, steps, t_min, init, **options) for m in models]
     prog = _build(process, sampler, steps, t_min, options, "sampling_laws")
-    maps = iter(run_spectral_batch(batchable, prog))
+    maps = run_spectral_batch(batchable, prog)
+    if _probe_needed(prog):
+        for acc, other in zip(maps, run_spectral_batch(batchable, _perturbed(prog))):
+            _finite_law(sampler, acc.M, acc.m, acc.Q)
+            _check_conditioning(sampler, (acc.M, acc.m, acc.Q), (other.M, other.m, other.Q))
+    maps = iter(maps)
     out = []
     for model in models:
         if model.spectral is None:
@@ -1362,6 +1367,47 @@ def _continuous_dense(model: AffineModel, prog: SamplerProgram, rtol: float):
     return y[: d * d].reshape(d, d), y[d * d : d * d + d], 0.5 * (Q + Q.T)
 
 
+_PROBE_COEF = 10.0  # a multistep program with a step whose x-coefficients sum (in magnitude) beyond this is probed
+_PROBE_DELTA = 1e-9
+
+
+def _probe_needed(prog: SamplerProgram) -> bool:
+    """Multistep recursions can carry parasitic modes that large steps make grow: the exact law is then
+    hypersensitive to its coefficients, and float64 rounding alone moves it.  Programs whose steps combine
+    their registers with large coefficients (unlike the usual ones, below ~5) are probed."""
+    return len(prog.slots) > 1 and any(sum(abs(c) for c in st.writes[0]) > _PROBE_COEF for st in prog.steps)
+
+
+def _perturbed(prog: SamplerProgram) -> SamplerProgram:
+    """The program with every write coefficient moved by a relative ``_PROBE_DELTA`` (alternating signs)."""
+    import dataclasses
+
+    steps = tuple(dataclasses.replace(st, writes=tuple(
+        tuple(c * (1.0 + _PROBE_DELTA * (1.0 if (i + r + k) % 2 else -1.0)) for r, c in enumerate(row))
+        for i, row in enumerate(st.writes))) for k, st in enumerate(prog.steps))
+    return dataclasses.replace(prog, steps=steps)
+
+
+def _check_conditioning(sampler: str, law, probe) -> None:
+    """``law`` and ``probe`` are ``(M, m, Q)`` of the program and of its perturbation (:func:`_perturbed`): the
+    relative change over ``_PROBE_DELTA`` is the law's condition number with respect to its coefficients, and
+    ``eps`` times it what rounding alone does to the law.  Refused beyond 1e8 (8 digits)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        M, m, Q = (np.asarray(v, float) for v in law)
+        M2, m2, Q2 = (np.asarray(v, float) for v in probe)
+        scale = max(float(np.abs(M).max(initial=0.0)), math.sqrt(float(np.abs(Q).max(initial=0.0))),
+                    float(np.abs(m).max(initial=0.0)), 1e-300)
+        change = max(float(np.abs(M2 - M).max(initial=0.0)), float(np.abs(m2 - m).max(initial=0.0)),
+                     float(np.abs(Q2 - Q).max(initial=0.0)) / (2 * scale)) / scale
+    kappa = change / _PROBE_DELTA
+    if not kappa <= 1e8:
+        raise ValueError(
+            f"the law of sampler {sampler!r} on this grid is ill-conditioned: changing its step coefficients by a "
+            f"relative {_PROBE_DELTA:g} changes it by {change:.2g} (condition ~{kappa:.1e}), so float64 rounding alone "
+            f"moves it by ~{kappa * 2.2e-16:.1e}: its multistep recursion amplifies errors at these step sizes; use more "
+            "steps (a finer grid)")
+
+
 def _finite_law(sampler, M, m, Q):
     """The map ``x_T -> M x_T + m + N(0, Q)`` must give a law float64 holds: ``M`` is squared into the
     covariance, so it must stay below ~1e150, ``Q`` below ~1e300."""
@@ -1420,12 +1466,19 @@ def sampling_law(model: AffineModel, process: Process, sampler: str, steps: int 
     if path == "spectral" and model.spectral is None:
         raise ValueError("path='spectral' needs a model with an eigenbasis representation (this one is dense)")
     continuous = sampler in ("sde", "ode")
+    probe = not continuous and _probe_needed(prog)
     if use_spectral:
         acc = _continuous_spectral(model, prog, rtol) if continuous else run_spectral(model, prog)
+        if probe:
+            _finite_law(sampler, acc.M, acc.m, acc.Q)
+            other = run_spectral(model, _perturbed(prog))
+            _check_conditioning(sampler, (acc.M, acc.m, acc.Q), (other.M, other.m, other.Q))
         return _spectral_law(model, sampler, acc, start)
     scale = _law_scale(model, start)
     M, m, Q = _continuous_dense(model, prog, rtol) if continuous else run_dense(model, prog)
     _finite_law(sampler, M, m, Q)
+    if probe:
+        _check_conditioning(sampler, (M, m, Q), run_dense(model, _perturbed(prog)))
     if start is None:
         mean, cov = m, M @ M.T + Q
     else:

@@ -350,3 +350,115 @@ def test_trailing_spacing_is_defined_for_every_pair_and_equals_diffusers_where_d
     law = ld.sampling_law(ld.GaussianScore(ld.Gaussian.standard(2), ld.DDPM.linear(1000)), ld.DDPM.linear(1000), "ddim",
                           61, spacing="trailing")
     assert law.rank == 2
+
+
+# --- issue 11: steep schedules, the program cache, extreme scales ------------------------------------
+STEEP = ld.VP.linear(1.0, 2311.87, 82.0735)  # alpha(T) = exp(-47456): 0.0 in float64
+
+
+def test_steps_true_is_refused_after_steps_one():
+    """The program cache keyed ``steps`` by value, and True == 1: ``steps=True`` got the steps=1 program."""
+    process = ld.DDPM.linear(4, 0.5, 0.5)
+    model = ld.GaussianScore(ld.Gaussian.from_spectrum([1.0]), process)
+    ld.sampling_law(model, process, "ddim", 1)
+    for bad in (True, "1", 1.5):
+        with pytest.raises(ValueError, match="steps"):
+            ld.sampling_law(model, process, "ddim", bad)
+    with pytest.raises(ValueError, match="t_min"):
+        ld.sampling_law(ld.GaussianScore(ld.Gaussian.from_spectrum([1.0]), ld.VP.linear()), ld.VP.linear(), "ddim", 3,
+                        t_min=False)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "euler_ve", "euler_ancestral", "dpmpp_2m", "dpmpp_3m_sde", "unipc",
+                                     "dpmsolver_singlestep"])
+def test_data_prediction_samplers_forget_the_start_where_alpha_underflows(sampler):
+    """On a grid starting where alpha = exp(-47456) (0.0 in float64) the first step's data prediction is the
+    model's alpha -> 0 limit (it used to raise OverflowError or return NaN).  For the one-step methods that is
+    the limit of the laws of grids starting where alpha is small but representable: the law from T equals the
+    law from a T' with alpha(T') = 1e-200 (same later grid).  (Multistep methods weight their history by
+    log-SNR gaps, which differ between T and T': their laws differ, as they should.)  The spectral and
+    dense paths and Monte Carlo agree."""
+    p0 = ld.Gaussian.from_spectrum([1.0, 0.25], ld.spectra.random_basis(2, 1), mean=[1.0, -2.0])
+    X = p0.sample(5, 0)
+    t_small = float(np.sqrt(2 * 2 * math.log(1e200) * STEEP.T / (STEEP.beta_max - STEEP.beta_min)))  # alpha ~ 1e-200
+    later = [1.0, 0.3, 0.05, 0.0]
+    for model in (ld.GaussianScore(p0, STEEP), ld.LinearDenoiser.fit(X, STEEP)):
+        law = ld.sampling_law(model, STEEP, sampler, grid=[STEEP.T] + later)
+        dense = ld.sampling_law(model, STEEP, sampler, grid=[STEEP.T] + later, path="dense")
+        others = [dense]
+        if sampler in ("ddim", "euler_ve", "euler_ancestral"):
+            others.append(ld.sampling_law(model, STEEP, sampler, grid=[t_small] + later))
+        for other in others:
+            np.testing.assert_allclose(other.mean, law.mean, rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(other.cov, law.cov, rtol=1e-10, atol=1e-12)
+        x = mc.sample(model, STEEP, sampler, 20_000, 3, grid=[STEEP.T] + later, progress=False)
+        z = mc.moment_z_scores(x, law) if law.rank == 2 else (x.mean(axis=0) - law.mean) / (x.std(axis=0) / 141.4 + 1e-300)
+        assert np.max(np.abs(z)) < mc.max_abs_z_threshold(z.size), z
+    # a ridge fit has no finite alpha -> 0 limit of its data prediction: a named ValueError, not NaN
+    with pytest.raises(ValueError, match="x0 prediction .* exceeds the float64 range"):
+        ld.sampling_law(ld.LinearDenoiser.fit(X, STEEP, ridge=0.1), STEEP, sampler, grid=[STEEP.T] + later)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: ld.build_sampler(ld.VP.linear(1, 5772.16, 13.2521), "deis", 2, t_min=6.626), "noise predictions"),
+    (lambda: ld.build_sampler(ld.VP.linear(14.4207, 6746.32, 0.862421), "pndm", 2, t_min=8.62e-10), "noise predictions"),
+    (lambda: ld.build_sampler(ld.VP.linear(74.4683, 74.4683, 74.4683), "exponential_integrator", 2, t_min=7.4e-8),
+     "use more steps"),
+    (lambda: ld.build_sampler(ld.VP.linear(1, 4235.98, 34.5332), "lms", 10, t_min=17.27), "float64"),
+    (lambda: ld.build_sampler(ld.DDPM([0.5, 1e-12, 0.5, 1e-12, 0.5]), "dpmpp_2m"), "more even grid"),
+])
+def test_unrepresentable_steps_are_named_value_errors(call, match):
+    """Where the step is beyond float64 (no finite limit) the builders raise a ValueError naming what to change,
+    quickly, instead of OverflowError / 'invalid value' warnings."""
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_noise_prediction_steps_refuse_cancellation_and_ill_conditioned_laws():
+    """A noise-prediction step with alpha'/alpha = e^70 (PNDM in 2 steps on VP(2, 2, 70.5)) cancels two terms of size
+    1e30: refused.  With alpha'/alpha = e^3.5 per step PNDM's multistep recursion amplifies errors instead (the
+    spectral and dense laws differed by 10 %): the law's condition number with respect to its coefficients
+    (~1e13) is measured and the law refused.  With small enough steps both paths agree."""
+    process = ld.VP.linear(2.0, 2.0, 70.5148)
+    model = ld.GaussianScore(ld.Gaussian.from_spectrum([0.0, 0.0], ld.spectra.random_basis(2, 3)), process)
+    with pytest.raises(ValueError, match="alpha grows by a factor"):
+        ld.sampling_law(model, process, "pndm", 2)
+    for path in ("auto", "dense"):
+        with pytest.raises(ValueError, match="ill-conditioned"):
+            ld.sampling_law(model, process, "pndm", 10, t_min=35.2574, path=path)
+    spectral = ld.sampling_law(model, process, "pndm", 200, t_min=35.2574)
+    dense = ld.sampling_law(model, process, "pndm", 200, t_min=35.2574, path="dense")
+    np.testing.assert_allclose(spectral.cov, dense.cov, rtol=1e-8, atol=1e-14)
+    laws = ld.sampling_laws([model, ld.GaussianScore(ld.Gaussian.from_spectrum([0.0, 1.0]), process)], process, "pndm",
+                            200, t_min=35.2574)
+    np.testing.assert_allclose(laws[0].cov, spectral.cov, rtol=1e-12, atol=1e-15)
+
+
+def test_data_prediction_offsets_do_not_cancel():
+    """x0_hat = mu + k (x - alpha mu) has the offset mu (1 - alpha k) = mu sigma^2 g.  With lambda = 1.5e14 and
+    mu = 1.02e10 at alpha = sigma the offset is 6.8e-5 and was formed as 1.02e10 - 1.02e10 (1 - 6.7e-15), 3 %
+    wrong.  One DDIM step to t = 0 from N(0, 1): the law's mean is exactly that offset."""
+    import mpmath
+
+    process = ld.SigmaVP(1.0)
+    lam, mu = 1.5e14, 1.02e10
+    model = ld.GaussianScore(ld.Gaussian.from_spectrum([lam], mean=[mu]), process)
+    with mpmath.workdps(50):
+        a2 = mpmath.mpf(1) / 2  # alpha^2 = sigma^2 = 1/2 at t = 1
+        exact = float(mpmath.mpf(mu) * a2 / (a2 * mpmath.mpf(lam) + a2))
+    for path in ("spectral", "dense"):
+        law = ld.sampling_law(model, process, "ddim", 2, t_min=0.0, path=path)
+        assert law.mean[0] == pytest.approx(exact, rel=1e-12)
+    two_stage = ld.sampling_law(model, process, "dpmsolver_singlestep", 3, t_min=0.0)  # the multi-stage interpreter
+    assert np.isfinite(two_stage.mean[0])
+
+
+def test_sampler_table_and_laws_beyond_float64_are_clean():
+    """sampler_table's noise std was sqrt(sum c^2) = inf for c = 1.3e199; the 'ode' law of a ridge fit over
+    B(T) = 887 overflowed in M^2 with a RuntimeWarning."""
+    table = ld.sampler_table(ld.VP.linear(0.156423, 1831, 1), "exponential_integrator", 2, t_min=1e-9)
+    assert np.isfinite(table.column("nu")[0]) and table.column("nu")[0] > 1e198
+    process = ld.VP.linear(29.784, 29.784, 29.784)
+    model = ld.LinearDenoiser.fit(ld.Gaussian.from_spectrum([0.0015]).sample(3, 0), process, ridge=1e6)
+    with pytest.raises(ValueError, match="overflows float64"):
+        ld.sampling_law(model, process, "ode")
