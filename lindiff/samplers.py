@@ -35,6 +35,18 @@ evaluate the model on the grid exist (ddpm, ddim, the VE-sigma first-order and m
 they run on all steps ``T, ..., 1`` (ending at ``alpha_bar_0 = 1``) unless ``steps=n`` picks ``n`` of
 them with diffusers' ``spacing="leading"`` (default), ``"trailing"`` or ``"linspace"`` (and
 ``steps_offset``), or ``timesteps=`` lists them (1-based steps, decreasing).
+
+Steep schedules and float64
+---------------------------
+Where ``alpha(t)`` underflows (``B(T)`` of thousands), a step written with data predictions reaches its
+exact limit: the prediction at a point that carries no information about the start is the model's
+``alpha -> 0`` limit (the data mean of an exact or fitted model; a ValueError for a ridge fit, whose limit
+is infinite), so the law forgets ``x_T``.  Steps written with noise predictions, ``x' = (alpha'/alpha) x +
+c eps_hat`` (DDIM transfers, the VE state, Ho et al.'s DDPM), cancel two terms of size ``alpha'/alpha`` and
+are refused beyond ``alpha'/alpha = 1e8``; multistep weights that cancel by more than 1e8 (log-SNR steps of
+very different sizes) and multistep laws whose condition number with respect to the step coefficients
+exceeds 1e8 (large steps excite parasitic modes) are refused too.  In each case float64 would keep fewer
+than 8 digits of the result; the ValueError names the step and what to change (more steps, a smaller T).
 """
 
 from __future__ import annotations

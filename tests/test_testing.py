@@ -311,3 +311,23 @@ def test_roundoff_tolerance_model():
     assert roundoff_tolerance(np.float64, 10**9) > 1e-10  # the sqrt(K) term takes over for very long loops
     with pytest.raises(ValueError, match="floating"):
         roundoff_tolerance(np.int32, 10)
+
+
+def test_sampler_configs_with_a_model_have_a_law():
+    """Issue 11: ``sampler_configs(process)`` may draw "sde"/"ode" with t_min = 0, which has no law for a dense
+    model singular at sigma = 0; given the model it leaves t_min = 0 out there (tests need not assume errors
+    away)."""
+    process = ld.VP.linear()
+    model = ld.LinearDenoiser.fit(ld.Gaussian.from_spectrum([1.0, 0.5, 0.2]).sample(2, 0), process).to_dense()
+    with pytest.raises(ValueError, match="undefined at t=0"):
+        ld.sampling_law(model, process, "sde", t_min=0.0)
+
+    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def run(data):
+        config = data.draw(lst.sampler_configs(process, model))
+        if config["sampler"] in ("sde", "ode"):
+            assert config["t_min"] > 0
+        assert np.all(np.isfinite(ld.sampling_law(model, process, **config).cov))
+
+    run()

@@ -136,8 +136,15 @@ def linear_denoisers(draw, process=None, d: int | None = None, dense: bool | Non
 
 
 @st.composite
-def sampler_configs(draw, process) -> dict:
-    """Keyword arguments for ``sampling_law``/``mc.sample`` valid on ``process``."""
+def sampler_configs(draw, process, model=None) -> dict:
+    """Keyword arguments for ``sampling_law``/``mc.sample`` valid on ``process``.
+
+    With ``model``, only configurations whose law exists for that model: the continuous solutions ``"sde"``
+    and ``"ode"`` integrate the model's score down to ``t_min``, so ``t_min = 0`` is left out where the score
+    is undefined at ``sigma = 0`` (a dense model whose covariance is singular there, e.g. fitted to N <= d
+    points without ridge; a model in its eigenbasis has the limit).  The stepped samplers never evaluate the
+    score at ``sigma = 0`` (their last step uses the data prediction), so every drawn configuration has a law.
+    """
     if process.discrete:
         name = draw(st.sampled_from(["ddpm", "ddim", "euler_ve", "euler_ancestral", "dpmpp_2m", "unipc", "deis",
                                      "dpmsolver_singlestep", "pndm", "lcm", "tcd"]))
@@ -146,11 +153,25 @@ def sampler_configs(draw, process) -> dict:
             cfg["spacing"] = draw(st.sampled_from(["leading", "trailing", "linspace"]))
     else:
         name = draw(st.sampled_from([s for s in SAMPLERS if s not in _DDPM_ONLY]))
+        t_mins = [0.0, 1e-3 * process.T, 0.05 * process.T]
+        if name in ("sde", "ode") and model is not None and not _score_defined_at_zero(model):
+            t_mins = t_mins[1:]
         cfg = {"sampler": name, "steps": None if name in ("sde", "ode") else draw(st.integers(2, 60)),
-               "t_min": draw(st.sampled_from([0.0, 1e-3 * process.T, 0.05 * process.T]))}
+               "t_min": draw(st.sampled_from(t_mins))}
     if name == "ddpm":
         cfg["variance"] = draw(st.sampled_from(["beta", "beta_tilde"]))
         cfg["final_noise"] = draw(st.booleans())
     if name == "ddim":
         cfg["eta"] = draw(st.floats(0.0, 1.0))
     return cfg
+
+
+def _score_defined_at_zero(model) -> bool:
+    """Whether the continuous solutions can integrate ``model``'s score down to t = 0 (see :func:`sampler_configs`)."""
+    if model.spectral is not None:
+        return True
+    try:
+        model.score_affine(0.0)
+    except ValueError:
+        return False
+    return True
