@@ -72,7 +72,10 @@ class Page:
 
     # -- output ------------------------------------------------------------------------------------
     def render(self, fmt: str = "text") -> str:
-        show = sp.latex if fmt == "latex" else sp.pretty
+        """The page as plain text (sympy's ASCII pretty-printing), or as a LaTeX fragment that compiles with
+        plain pdflatex and amsmath (text escaped, each result in a display ``\\[ ... \\]``)."""
+        if fmt == "latex":
+            return self._render_latex()
         lines = [self.title, "=" * len(self.title), "", "Assumptions:"]
         lines += [f"  - {a}" for a in self.assumptions]
         if self.sources:
@@ -81,12 +84,30 @@ class Page:
         for i, (text, expr) in enumerate(self.steps, 1):
             lines.append(f"({i}) {text}")
             if expr is not None:
-                body = show(expr) if fmt == "latex" else show(expr, use_unicode=False)
-                lines += ["    " + ln for ln in str(body).splitlines()]
+                lines += ["    " + ln for ln in str(sp.pretty(expr, use_unicode=False)).splitlines()]
             lines.append("")
         if self.checks:
             lines.append("Checks against lindiff:")
             lines += [f"  - {c}" for c in self.checks]
+        return "\n".join(lines)
+
+    def _render_latex(self) -> str:
+        from lindiff.tables import latex_escape
+
+        def items(entries):
+            return [r"\begin{itemize}"] + [rf"\item {latex_escape(e)}" for e in entries] + [r"\end{itemize}"]
+
+        lines = [rf"\section*{{{latex_escape(self.title)}}}", r"\paragraph{Assumptions.}"] + items(self.assumptions)
+        if self.sources:
+            lines += [r"\paragraph{Sources.}"] + items(self.sources)
+        lines.append(r"\begin{enumerate}")
+        for text, expr in self.steps:
+            lines.append(rf"\item {latex_escape(text)}")
+            if expr is not None:
+                lines.append(rf"\[ {sp.latex(expr)} \]")
+        lines.append(r"\end{enumerate}")
+        if self.checks:
+            lines += [r"\paragraph{Checks against lindiff.}"] + items(self.checks)
         return "\n".join(lines)
 
 

@@ -400,13 +400,15 @@ def test_search_reports_new_findings_when_known_ones_are_skipped():
 
 # --- command line: lindiff oracle diffusers -------------------------------------------------------
 @pytest.mark.parametrize("fmt", ["text", "markdown", "csv", "json", "latex"])
-def test_oracle_command_prints_one_document(capsys, fmt):
+def test_oracle_command_prints_one_document(capsys, tmp_path, fmt):
+    from documents import assert_one_document
     from lindiff.cli import main
 
     assert main(["oracle", "diffusers", "--level", "quick", "--schedulers", "LCMScheduler", "--format", fmt,
                  "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "LCMScheduler" in out and "PASS" in out
+    assert_one_document(fmt, out, tmp_path)
 
 
 def test_oracle_command_search_and_bad_arguments(capsys, tmp_path):
