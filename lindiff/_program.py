@@ -457,8 +457,8 @@ def _run_single_stage(prog: SamplerProgram, modes: ModeTables) -> SpectralMap:
     with the parts that do not depend on the mode kept as per-step columns: ``m = mu * (col^T (s * w_f
     mult))`` for score and eps stages and, when the noise does not pass through the model (``i_z = 0``), ``Q =
     (w_z^2)^T s^2`` — matrix-vector products instead of further (S, d) tables.  The offsets of x0 and alpha x0
-    stages, ``w_f mu (1 - alpha k)`` (times alpha), take one (S, d) table ``w_f mu sigma^2 g``: written as a
-    difference of two column sums they would cancel where the signal dominates the noise (``alpha k -> 1``)."""
+    stages, ``w_f mu (1 - alpha k)`` (times alpha), are summed as ``w_f mu sigma^2 g`` from the gains: written as
+    a difference of two column sums they would cancel where the signal dominates the noise (``alpha k -> 1``)."""
     S, d = len(prog.steps), modes.d
     mu = modes.mu
     has_mean = bool(np.any(mu))
@@ -468,7 +468,7 @@ def _run_single_stage(prog: SamplerProgram, modes: ModeTables) -> SpectralMap:
     col_mean = np.zeros(S)  # -alpha: m gets mu * sum_k s_k (w_f mult)_k (-alpha_k)
     col_wz = np.zeros((S, 1))
     col_iz = np.zeros((S, 1))
-    data_off = None  # w_f mu (1 - alpha k) of x0 / alpha x0 stages, per step and mode (see stage_affine)
+    data_off = []  # (slice, w_f sigma^2 (alpha), rows) of x0 / alpha x0 stages: offsets w_f mu sigma^2 g (alpha)
     for grp in modes.compiled.groups:
         sl = slice(grp.a, grp.b)
         kind = grp.kinds[0]
@@ -481,12 +481,14 @@ def _run_single_stage(prog: SamplerProgram, modes: ModeTables) -> SpectralMap:
             factor = -wf if kind == "score" else wf * sigma
             np.multiply(factor, _rows(modes.gains, rows), out=wfm[sl])
         else:
-            np.multiply(wf, _rows(modes.frac, rows) if kind == "ax0" else modes.x0_mult(rows), out=wfm[sl])
+            if kind == "ax0":
+                np.multiply(wf, _rows(modes.frac, rows), out=wfm[sl])
+            elif alpha.min() > 1e-150:  # the usual case: one pass, k = frac / alpha
+                np.multiply(wf / alpha, _rows(modes.frac, rows), out=wfm[sl])
+            else:  # alpha underflows at some step: the limit (ModeTables.x0_mult)
+                np.multiply(wf, modes.x0_mult(rows), out=wfm[sl])
             if has_mean:
-                if data_off is None:
-                    data_off = np.zeros((S, d))
-                np.multiply(wf * sigma * sigma * (alpha if kind == "ax0" else 1.0), _rows(modes.gains, rows),
-                            out=data_off[sl])
+                data_off.append((sl, (wf * sigma * sigma * (alpha if kind == "ax0" else 1.0))[:, 0], rows))
         col_x[sl], col_wx[sl] = inp[:, 0:1], wx
         col_mean[sl] = -alpha[:, 0] if kind in ("score", "eps") else 0.0
         if grp.noises:
@@ -501,8 +503,8 @@ def _run_single_stage(prog: SamplerProgram, modes: ModeTables) -> SpectralMap:
         M = suffix[0] * a[0]
         if has_mean:
             m = mu * (col_mean @ np.multiply(suffix, wfm))
-            if data_off is not None:
-                m = m + mu * np.einsum("kd,kd->d", suffix, data_off)
+            for sl, col, rows in data_off:  # one pass over (steps, modes) per group, no further table
+                m = m + mu * np.einsum("k,kd,kd->d", col, suffix[sl], _rows(modes.gains, rows))
         else:
             m = np.zeros(d)
         if col_iz.any():
@@ -633,12 +635,11 @@ class _DenseWeights:
             scale = 1.0 if kind == "ax0" else a
             if model.spectral is not None:
                 sp = model.spectral
-                model._checked_gains(t, a, s)
-                # x0 where alpha underflows to 0: the spectral form's limit (or its ValueError)
                 g = model._checked_gains(t, a, s)
+                # x0 where alpha underflows (to 0, or subnormal): the spectral form's limit, or its ValueError
                 with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                     k = sp.x0_fraction(t, a, s) / scale
-                if not np.all(np.isfinite(k)):  # alpha underflows (to 0, or subnormal): the limit or a ValueError
+                if not np.all(np.isfinite(k)):
                     k = sp.x0_gains(t, a, s)
                 F = (sp.basis * k) @ sp.basis.T
                 # offset mu (1 - alpha k) (times alpha for alpha x0) as mu sigma^2 g: no cancellation (ModeTables)
