@@ -70,7 +70,7 @@ def _draws(n) -> int:
     return n
 
 
-def _estimate(values: np.ndarray, what: str) -> Estimate:
+def _estimate(values: np.ndarray, what: str = "a Monte Carlo value") -> Estimate:
     values = np.asarray(values, float)
     n = values.size
     with np.errstate(over="ignore", invalid="ignore"):
