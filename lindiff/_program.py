@@ -755,7 +755,10 @@ def run_points(model, prog: SamplerProgram, x: np.ndarray, gen: np.random.Genera
     for st in prog.steps:
         regs = list(slots) + [gen.standard_normal(x.shape) for _ in range(st.noises)]
         for stage in st.stages:
-            y = _combine(stage.inputs, regs, x)
+            with np.errstate(over="ignore", invalid="ignore"):  # beyond float64: the ValueError below
+                y = _combine(stage.inputs, regs, x)
+            if not np.all(np.isfinite(y)):
+                raise _points_overflow(prog, st)
             if stage.kind == "score":
                 out = model.score(y, stage.t)
             elif stage.kind == "eps":
@@ -765,10 +768,19 @@ def run_points(model, prog: SamplerProgram, x: np.ndarray, gen: np.random.Genera
             else:
                 out = _alpha_x0(model, prog.process, y, stage.t)
             regs.append(np.atleast_2d(out))
-        slots = [_combine(row, regs, x) for row in st.writes]
+        with np.errstate(over="ignore", invalid="ignore"):
+            slots = [_combine(row, regs, x) for row in st.writes]
+        if not all(np.all(np.isfinite(v)) for v in slots):
+            raise _points_overflow(prog, st)
         if on_step is not None:
             on_step()
     return slots[0]
+
+
+def _points_overflow(prog: SamplerProgram, st: Step) -> ValueError:
+    return ValueError(f"the points of sampler {prog.name!r} overflow float64 on the step t = {st.t:g} -> {st.t_next:g}: "
+                      "its output (and the law of it) is beyond float64 there; use more steps, or a grid that starts at "
+                      "a smaller time")
 
 
 def _combine(coefs, regs, like):

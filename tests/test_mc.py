@@ -72,3 +72,17 @@ def test_score_finite_difference_off_the_support_names_h():
     with pytest.raises(ValueError, match="h must be"):
         mc.score_finite_difference(model, x, 0.5, h=0.0)
     np.testing.assert_allclose(mc.score_finite_difference(model, x, 0.5), model.score(x, 0.5), rtol=1e-6, atol=1e-8)
+
+
+def test_sample_beyond_float64_is_a_named_value_error():
+    """Issue 11 (deep fuzz): the exponential integrator on 3 points of VP(1, 100, 31.6) multiplies x by e^595 and
+    then e^203; the points overflowed with a RuntimeWarning.  Like the law, the Monte Carlo twin says the output
+    is beyond float64 and what to change."""
+    process = ld.VP.linear(1.0, 100.0, 31.6228)
+    model = ld.GaussianScore(G([1.0]), process)
+    with pytest.raises(ValueError, match="overflow float64 on the step t = 15.8114 -> 0"):
+        mc.sample(model, process, "exponential_integrator", 3, 0, 3, progress=False)
+    with pytest.raises(ValueError, match="overflows float64"):
+        ld.sampling_law(model, process, "exponential_integrator", 3)
+    x = mc.sample(model, process, "exponential_integrator", 2000, 0, 400, progress=False)  # finer grid: fine
+    assert np.all(np.isfinite(x))
