@@ -1273,7 +1273,7 @@ def _continuous_spectral(model: AffineModel, prog: SamplerProgram, rtol: float):
         # explicit solver: B(T) can be ~1e11)
         g = sp.gains(process.T, 0.0, 1.0)
         rate = -0.5 + w * g
-        D = uT - _U_FLAT
+        D = uT - max(_U_FLAT, u1)  # down to t_min where that is still in the flat region
         with np.errstate(over="ignore", invalid="ignore"):
             M = np.exp(-rate * D)
             if sde:
@@ -1283,7 +1283,7 @@ def _continuous_spectral(model: AffineModel, prog: SamplerProgram, rtol: float):
             raise ValueError(f"the {prog.name!r} law overflows float64: over B(T) - B(t) = {D:.3g} the model's "
                              "probability flow expands some directions without bound (its gain there is below "
                              "the stationary 1/sigma^2, e.g. through ridge or a finite train_time); use a smaller T")
-        uT = _U_FLAT
+        uT = max(_U_FLAT, u1)
         if uT <= u1:
             return SpectralMap(M, m, np.maximum(Q, 0.0))
 

@@ -462,3 +462,17 @@ def test_sampler_table_and_laws_beyond_float64_are_clean():
     model = ld.LinearDenoiser.fit(ld.Gaussian.from_spectrum([0.0015]).sample(3, 0), process, ridge=1e6)
     with pytest.raises(ValueError, match="overflows float64"):
         ld.sampling_law(model, process, "ode")
+
+
+def test_sde_law_stopped_inside_the_flat_region_of_a_long_schedule():
+    """Beyond B = 200 the gains are constant and the moment ODEs are solved in closed form; the shortcut ran down
+    to B = 200 even when t_min lies above it, so a ridge fit's 'sde' law stopped at B(t_min) = 872 came out with
+    variance 3206 instead of 2534 (the dense path's value; found by the deep fuzz).  With ridge 1 the gain there
+    is exactly 1/2, the drift vanishes and the variance is 1 + B(T) - B(t_min)."""
+    process = ld.VP.linear(1.02329, 82.0186, 82.0186)
+    t_min = 41.009293240461474
+    model = ld.LinearDenoiser.fit(ld.Gaussian.from_spectrum([10.7, 0.0]).sample(3, 0), process, ridge=1.0)
+    exact = 1.0 + float(process.B(process.T) - process.B(t_min))
+    for path in ("spectral", "dense"):
+        law = ld.sampling_law(model, process, "sde", t_min=t_min, path=path)
+        np.testing.assert_allclose(law.eigenvalues, exact, rtol=1e-9)
