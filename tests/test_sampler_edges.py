@@ -1,5 +1,6 @@
 """Edge cases of the sampler laws (issue 11 item 9) and lindiff's integer trailing spacing (issue 12)."""
 
+import math
 from fractions import Fraction
 
 import mpmath as mp
@@ -66,10 +67,14 @@ def test_continuous_solutions_where_alpha_underflows():
     for sampler in ("sde", "ode"):  # alpha(t_min) = 0: the marginal is N(0, I) and the law forgets x_T
         law = ld.sampling_law(model, process, sampler, t_min=790.0)
         np.testing.assert_allclose(law.eigenvalues, [1.0, 1.0], rtol=1e-14)
-    # with a ridge the gains are constant there: the SDE law is the stationary 1 / (2 (g - 1/2)), g = 1/(1 + r)
+    # with a ridge the gains are constant there, g = 1/(1 + r): from N(0, I) the SDE law relaxes towards the
+    # stationary 1 / (2 (g - 1/2)) at the rate 2 (g - 1/2) in B, over B(800) - B(790) = 20 (not further: the
+    # closed form used to run on to B = 200 and returned the stationary value itself, issue 11)
     ridge = ld.LinearDenoiser.population(ld.Gaussian.from_spectrum([0.3, 5.0]), process, ridge=0.1)
     law = ld.sampling_law(ridge, process, "sde", t_min=790.0)
-    np.testing.assert_allclose(law.eigenvalues, 1.0 / (2.0 * (1.0 / 1.1 - 0.5)), rtol=1e-12)
+    rate, stationary = 1.0 / 1.1 - 0.5, 1.0 / (2.0 * (1.0 / 1.1 - 0.5))
+    decay = math.exp(-2.0 * rate * 20.0)
+    np.testing.assert_allclose(law.eigenvalues, stationary + decay * (1.0 - stationary), rtol=1e-12)
 
 
 def test_vp_with_huge_beta_max():
