@@ -20,11 +20,11 @@ import numpy as np
 from scipy.special import digamma
 
 from ._progress import Progress
-from ._validation import as_positive_int
+from ._validation import RNGLike, as_positive_int, as_rng
 from .gaussian import Gaussian, Infinite
 
 __all__ = ["expected_kl", "expected_kl_series", "expected_kl_convolutional", "expected_log_det", "monte_carlo_over_training_sets", "run_jobs",
-           "spawn_seeds"]
+           "spawn_seeds", "wishart", "sample_fitted"]
 
 DIRECTIONS = ("model_to_data", "data_to_model")
 MEANS = ("estimated", "known")
@@ -291,14 +291,74 @@ def run_jobs(jobs: Sequence[Callable[[], Any]], executor: Executor | None = None
     return out
 
 
-def fitted_gaussian_kl(p0: Gaussian, N: int, mean: str = "estimated", *, rng: np.random.Generator) -> dict:
-    """One training set: KL between the data and the fitted Gaussian in both directions."""
-    X = p0.sample(N, rng)
-    if mean == "estimated":
-        fitted = Gaussian.fit(X)
-    else:
+def wishart(n: int, d: int, rng: RNGLike = None) -> np.ndarray:
+    r"""One draw of :math:`W_d(n, I)`, the scatter :math:`\sum_{i\le n} z_iz_i^T` of n standard normal vectors.
+
+    For :math:`n \ge d` by the Bartlett decomposition :math:`W = LL^T`, L lower triangular with
+    :math:`\sqrt{\chi^2_{n-i}}` on the diagonal (i = 0, ..., d-1) and standard normals below it: d^2 draws and
+    one d x d product, whatever n.  Singular for n < d: then the explicit sum of n outer products.  ``n = 0``
+    gives the zero matrix.  (Hand-written rather than ``scipy.stats.wishart``, which requires n >= d and
+    a full scale matrix.)
+    """
+    n = as_positive_int(n, "n", minimum=0)
+    d = as_positive_int(d, "d")
+    gen = as_rng(rng)
+    if n == 0:
+        return np.zeros((d, d))
+    if n < d:
+        G = gen.standard_normal((n, d))
+        return G.T @ G
+    L = np.tril(gen.standard_normal((d, d)), -1)
+    L[np.diag_indices(d)] = np.sqrt(gen.chisquare(n - np.arange(d)))
+    return L @ L.T
+
+
+def sample_fitted(p0: Gaussian, N: int, mean: str = "estimated", *, rng: RNGLike = None) -> Gaussian:
+    r"""The fitted Gaussian of N independent draws from ``p0``, drawn from its law without the draws.
+
+    Same distribution as ``Gaussian.fit(p0.sample(N, rng))`` (mean and 1/N covariance; with
+    ``mean="known"`` the covariance about ``p0.mean`` and the mean ``p0.mean``), from the sufficient
+    statistics: :math:`\hat\mu \sim \mathcal N(\mu, \Sigma/N)` independent of
+    :math:`N\hat\Sigma = \Sigma^{1/2} W \Sigma^{1/2}`, :math:`W \sim W_d(n, I)` (:func:`wishart`), n = N - 1
+    (N with the mean known).  Costs O(d^2) draws and a d x d product instead of N d draws and an N d^2 product;
+    the random stream is not that of the points.  A ``p0`` on an implicit Fourier basis
+    (:meth:`Gaussian.stationary`) has no explicit root: its points are drawn and fitted.
+    """
+    if not isinstance(p0, Gaussian):
+        raise TypeError(f"p0 must be a lindiff.Gaussian, got {type(p0).__name__}")
+    N = as_positive_int(N, "N")
+    if mean not in MEANS:
+        raise ValueError(f"mean must be one of {MEANS}, got {mean!r}")
+    gen = as_rng(rng)
+    from . import _fourier
+    from .gaussian import _is_identity
+
+    U, lam = p0.eigenvectors, p0.eigenvalues
+    if _fourier.is_implicit(U):
+        X = p0.sample(N, gen)
+        if mean == "estimated":
+            return Gaussian.fit(X)
         centred = X - p0.mean
-        fitted = Gaussian(p0.mean, centred.T @ centred / N)
+        return Gaussian(p0.mean, centred.T @ centred / N)
+    root = np.sqrt(lam)
+    diagonal = _is_identity(U)
+    W = wishart(N - 1 if mean == "estimated" else N, p0.dim, gen)
+    if diagonal:  # diagonal covariance: the root scales rows and columns, no product
+        cov = (root[:, None] * W * root) / N
+    else:
+        R = U * root
+        cov = R @ (W @ R.T) / N
+    centre = p0.mean
+    if mean == "estimated":
+        z = root * gen.standard_normal(p0.dim) / math.sqrt(N)
+        centre = centre + (z if diagonal else U @ z)
+    return Gaussian(centre, cov)
+
+
+def fitted_gaussian_kl(p0: Gaussian, N: int, mean: str = "estimated", *, rng: np.random.Generator) -> dict:
+    """One training set: KL between the data and the fitted Gaussian in both directions (the fitted
+    Gaussian drawn from its law, :func:`sample_fitted`)."""
+    fitted = sample_fitted(p0, N, mean, rng=rng)
     from .gaussian import kl
 
     return {"model_to_data": kl(fitted, p0), "data_to_model": kl(p0, fitted)}

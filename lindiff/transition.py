@@ -11,6 +11,10 @@ convolutional one, ``"conv"`` / ``"conv:K"``), and records per set (all exact gi
 * the training loss, test loss and their gap, averaged uniformly over the process's times (the
   usual DSM objective), per dimension.
 
+For the dense model a training set enters only through its mean and 1/N covariance, which are drawn from
+their law (:func:`~lindiff.ensembles.sample_fitted`: Gaussian mean, Wishart scatter) rather than from N
+points: the same distribution over sets at O(d^2) draws per set.  Convolutional fits draw the images.
+
 :func:`transition_table` turns the sweep into a :class:`~lindiff.Table`; ``lindiff transition`` prints
 it.
 """
@@ -23,10 +27,12 @@ from typing import Sequence
 
 import numpy as np
 
+from . import _fourier
 from ._validation import as_finite_array, as_positive_int
-from .ensembles import expected_kl, expected_kl_convolutional, expected_kl_series, frequency_classes, run_jobs, spawn_seeds
+from .ensembles import (expected_kl, expected_kl_convolutional, expected_kl_series, frequency_classes, run_jobs,
+                        sample_fitted, spawn_seeds)
 from .gaussian import Gaussian, Infinite, kl
-from .losses import dsm_loss, generalisation_gap
+from .losses import train_test_losses
 from .processes import DDPM, Process
 from .samplers import sampling_law, sampling_laws
 from .scores import LinearDenoiser
@@ -104,27 +110,33 @@ class _SetBatch:
 
     def _sets(self, rngs) -> list[dict]:
         p0, process, d = self.p0, self.process, self.p0.dim
-        Xs = [p0.sample(self.N, rng) for rng in rngs]
-        models = [self._fit(X) for X in Xs]
+        if self.model == "dense" and not _fourier.is_implicit(p0.eigenvectors):
+            # the dense fit sees a training set only through its mean and 1/N covariance: draw those from
+            # their law (Wishart, O(d^2) draws) instead of N d points and an N d^2 product
+            train = [sample_fitted(p0, self.N, rng=rng) for rng in rngs]
+            models = [LinearDenoiser._from_gaussian(g, process, self.ridge, self.train_time, 1.0, True, "fit")
+                      for g in train]
+        else:  # a convolutional fit needs the images (their periodograms)
+            train = [p0.sample(self.N, rng) for rng in rngs]
+            models = [self._fit(X) for X in train]
         local = parse_model(self.model)[1] is not None  # a local kernel is not the score of a fitted Gaussian
         laws = sampling_laws(models, process, self.sampler, self.steps, self.t_min, **self.sampler_options)
         times = _loss_times(process)
         out = []
-        for X, model, law in zip(Xs, models, laws):
+        for data, model, law in zip(train, models, laws):
             fitted = model.data
+            losses = train_test_losses(model, data, p0, times)
             out.append({
                 "fit_m2d": None if local else _per_dim(kl(fitted, p0), d),
                 "fit_d2m": None if local else _per_dim(kl(p0, fitted), d),
                 "law_m2d": _per_dim(kl(law, p0), d),
                 "law_d2m": _per_dim(kl(p0, law), d),
-                "train": float(np.mean(dsm_loss(model, X, times))) / d,
-                "test": float(np.mean(dsm_loss(model, p0, times))) / d,
-                "gap": float(np.mean(generalisation_gap(model, X, p0, times))) / d,
+                **{key: float(np.mean(v)) / d for key, v in zip(("train", "test", "gap"), losses)},
             })
         return out
 
 
-BATCH = 16
+BATCH = 32
 """Training sets per job: large enough that one pass over the sampler's steps serves many sets, small
 enough to spread over workers.  Fixed, so that every executor computes the same batches."""
 

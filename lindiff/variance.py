@@ -61,6 +61,7 @@ import numpy as np
 
 from . import _linalg
 from ._validation import RNGLike, as_nonnegative_float, as_positive_int, as_rng, as_training_set
+from .ensembles import wishart
 from .gaussian import Gaussian, Infinite, kl, w2
 from .processes import DDPM, Process
 from .samplers import SamplerProgram, build_sampler, sampling_law
@@ -77,19 +78,6 @@ WEIGHTINGS = ("eps", "score", "x0")
 
 # ------------------------------------------------------------------------------------------------
 # one draw of the least-squares weights, from sufficient statistics
-def _within_scatter(m: int, d: int, gen: np.random.Generator) -> np.ndarray:
-    """A draw of W_d(m, I) (m = 0 gives the zero matrix)."""
-    if m == 0:
-        return np.zeros((d, d))
-    if m < d:  # singular Wishart: the explicit sum of m outer products
-        G = gen.standard_normal((m, d))
-        return G.T @ G
-    # Bartlett decomposition: W = L L^T, L lower triangular with chi(m - i) on the diagonal
-    L = np.tril(gen.standard_normal((d, d)), -1)
-    L[np.diag_indices(d)] = np.sqrt(gen.chisquare(m - np.arange(d)))
-    return L @ L.T
-
-
 def noise_draw_weights(X, a: float, s: float, P: int, ridge: float = 0.0, rng: RNGLike = None) -> tuple[np.ndarray, np.ndarray]:
     r"""One draw of the least-squares eps-weights ``(W, b)`` on P noise draws per point, at one time.
 
@@ -132,7 +120,7 @@ def _draw(Xc, xbar, S, a, s, P, ridge, gen):
     N, d = Xc.shape
     n = N * P
     e = math.sqrt(P) * gen.standard_normal((N, d))
-    Om = _within_scatter(N * (P - 1), d, gen)
+    Om = wishart(N * (P - 1), d, gen)
     eb = e.sum(axis=0) / n
     Cee = (Om + e.T @ e / P) / n - np.outer(eb, eb)
     A = Xc.T @ e / n

@@ -135,3 +135,77 @@ def test_expected_kl_series_agrees_at_huge_n():
             N = 10**15
             assert expected_kl(7, N, direction, mean) == pytest.approx(
                 expected_kl_series(7, N, direction, mean, order=2), rel=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------
+# the fitted Gaussian drawn from its law (Wishart), as the transition sweep draws it
+def test_wishart_shapes_rank_and_mean():
+    rng = np.random.default_rng(0)
+    assert np.array_equal(ens.wishart(0, 3, rng), np.zeros((3, 3)))
+    W = ens.wishart(2, 5, rng)  # singular: rank n
+    assert np.allclose(W, W.T) and np.linalg.matrix_rank(W) == 2
+    draws = np.array([ens.wishart(7, 3, rng) for _ in range(4000)])  # Bartlett: E W = n I, Var W_ij = n (1 + delta_ij)
+    mean, se = draws.mean(axis=0), draws.std(axis=0, ddof=1) / math.sqrt(len(draws))
+    assert np.all(np.abs(mean - 7 * np.eye(3)) / se < 4.5)
+    var = draws.var(axis=0, ddof=1)
+    assert np.allclose(var, 7 * (1 + np.eye(3)), rtol=0.15)
+    with pytest.raises(ValueError, match="n"):
+        ens.wishart(-1, 3)
+
+
+def _random_basis(d, seed):
+    return np.linalg.qr(np.random.default_rng(seed).standard_normal((d, d)))[0]
+
+
+@pytest.mark.parametrize("basis", ["identity", "rotated"])
+@pytest.mark.parametrize("N", [1, 2, 3, 8])
+@pytest.mark.parametrize("mean", ["estimated", "known"])
+def test_sample_fitted_has_the_law_of_the_fit_to_points(basis, N, mean):
+    """Exact first and second moments of the fitted Gaussian of N points: E mu_hat = mu, Cov mu_hat = S/N,
+    E S_hat = n S / N, Var S_hat_ij = n (S_ij^2 + S_ii S_jj) / N^2 (n = N - 1, or N with the mean known)."""
+    d = 3
+    p0 = ld.Gaussian.from_spectrum([2.0, 0.5, 0.0], None if basis == "identity" else _random_basis(d, 1),
+                                   mean=[1.0, -2.0, 0.5])
+    S, mu = p0.cov, p0.mean
+    n = N - 1 if mean == "estimated" else N
+    rng = np.random.default_rng(N)
+    fits = [ens.sample_fitted(p0, N, mean, rng=rng) for _ in range(4000)]
+    covs = np.array([g.cov for g in fits])
+    means = np.array([g.mean for g in fits])
+    exact_var = n * (S**2 + np.outer(np.diag(S), np.diag(S))) / N**2
+    se = np.sqrt(exact_var / len(fits))
+    ok = exact_var > 0
+    assert np.all(np.abs(covs.mean(axis=0) - n * S / N)[ok] / se[ok] < 4.5)
+    assert np.allclose(covs.mean(axis=0)[~ok], 0.0, atol=1e-12)  # the null direction stays null
+    assert np.allclose(covs.var(axis=0, ddof=1)[ok], exact_var[ok], rtol=0.2)
+    if mean == "known":
+        assert np.array_equal(means, np.broadcast_to(mu, means.shape))
+    else:
+        se_mean = np.sqrt(np.diag(S) / N / len(fits))
+        keep = se_mean > 0
+        assert np.all(np.abs(means.mean(axis=0) - mu)[keep] / se_mean[keep] < 4.5)
+        assert np.allclose(np.cov(means.T), S / N, atol=6 * np.max(S) / N / math.sqrt(len(fits)))
+
+
+def test_sample_fitted_kl_agrees_with_fitting_points():
+    """A non-linear functional (the KL of the fit to the data) has the same mean either way (two-sample z)."""
+    d, N = 6, 9
+    p0 = ld.Gaussian.from_spectrum(ld.spectra.power_law(d, 1.0), _random_basis(d, 2))
+    rng = np.random.default_rng(5)
+    by_law = np.array([ld.kl(ens.sample_fitted(p0, N, rng=rng), p0) for _ in range(3000)])
+    by_points = np.array([ld.kl(ld.Gaussian.fit(p0.sample(N, rng)), p0) for _ in range(3000)])
+    se = math.sqrt(by_law.var(ddof=1) / by_law.size + by_points.var(ddof=1) / by_points.size)
+    assert abs(by_law.mean() - by_points.mean()) / se < 4.0
+    assert abs(by_law.mean() - expected_kl(d, N)) / (by_law.std(ddof=1) / math.sqrt(by_law.size)) < 4.0
+
+
+def test_sample_fitted_on_a_stationary_field_fits_points():
+    p0 = ld.Gaussian.stationary(ld.spectra.power_law_grid((4, 4), 1.0))
+    g = ens.sample_fitted(p0, 5, rng=0)
+    assert g.dim == 16 and g.rank <= 4
+    with pytest.raises(ValueError, match="N"):
+        ens.sample_fitted(p0, 0)
+    with pytest.raises(ValueError, match="mean"):
+        ens.sample_fitted(p0, 3, "guessed")
+    with pytest.raises(TypeError, match="p0"):
+        ens.sample_fitted(np.eye(2), 3)

@@ -118,3 +118,25 @@ def test_issue11_item6_raw_flow_with_huge_ridge_and_time():
     # an unconverged flow on an unresolvable Hessian is a named error, not a wrong number
     with pytest.raises(ValueError, match="train_time"):
         ld.dsm_loss(ld.LinearDenoiser.fit(X, ld.OU(), ridge=1e20, train_time=1e-10, centred=False), X, 1.0)
+
+
+@pytest.mark.parametrize("kind", ["fit", "ridge", "early", "dense"])
+def test_train_test_losses_equal_the_three_calls(kind):
+    from lindiff.losses import train_test_losses
+
+    rng = np.random.default_rng(3)
+    p0 = ld.Gaussian.from_spectrum([3.0, 1.0, 0.2, 0.05], mean=[0.5, 0.0, -1.0, 2.0])
+    X = p0.sample(6, rng)
+    process = ld.DDPM.linear(200)
+    options = {"fit": {}, "ridge": {"ridge": 0.3}, "early": {"train_time": 2.0}, "dense": {"train_time": 2.0, "centred": False}}
+    model = ld.LinearDenoiser.fit(X, process, **options[kind])
+    times = np.array([1.0, 20.0, 150.0, 200.0])
+    got = train_test_losses(model, X, p0, times)
+    want = (ld.dsm_loss(model, X, times), ld.dsm_loss(model, p0, times), ld.generalisation_gap(model, X, p0, times))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+    # the training set's fitted Gaussian gives the same training loss; a scalar time gives floats
+    np.testing.assert_allclose(train_test_losses(model, ld.Gaussian.fit(X), p0, times)[0], want[0], rtol=1e-12)
+    scalar = train_test_losses(model, X, p0, 20.0)
+    assert all(isinstance(v, float) for v in scalar)
+    np.testing.assert_allclose(scalar, [w[1] for w in want], rtol=1e-12)
