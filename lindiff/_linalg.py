@@ -202,18 +202,20 @@ def solve_psd(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     return psd_eig(matrix).pinv() @ rhs
 
 
-def relax(h: np.ndarray, time: float | None, lr: float) -> np.ndarray:
+def relax(h: np.ndarray, time: float | None, lr: float, overwrite: bool = False) -> np.ndarray:
     """Gradient-flow filter ``(1 - exp(-2 lr time h)) / h``, and ``1/h`` when ``time`` is None.
 
     This is the closed-form solution of ``dw/dtau = -lr (2 h w - 2)`` from ``w = 0`` at ``tau =
     time``; at ``h = 0`` its limit ``2 lr time`` is returned (no 0/0).  For ``time = None`` and
     ``h = 0`` (or ``1/h`` beyond float64) the result is ``inf``; callers decide whether that is an error.
+    ``overwrite=True`` lets the usual case write into ``h`` (a caller's scratch table: no second
+    (times x modes) allocation).
     """
     h = np.asarray(h, dtype=np.float64)
     if time is None:
         with np.errstate(divide="ignore", over="ignore"):  # 1/h beyond float64 is inf too; callers raise
             if h.min(initial=np.inf) > 0:  # the usual case: one pass, no masks (sweeps call this on (T, d) tables)
-                return np.reciprocal(h)
+                return np.reciprocal(h, out=h if overwrite else None)
             return np.where(h > 0, 1.0 / np.where(h > 0, h, 1.0), np.inf)
     rate = 2.0 * lr * time
     with np.errstate(over="ignore"):  # rate * h = inf is fine: expm1(-inf) = -1

@@ -350,7 +350,10 @@ class ModeTables:
         self.alpha = np.asarray(process.alpha(tt), float).reshape(-1)
         self.sigma = np.asarray(process.sigma(tt), float).reshape(-1)
         self.gains = sp.gains(tt, self.alpha, self.sigma).reshape(len(tt), self.d)
-        finite = np.isfinite(self.gains).all(axis=1)
+        # a row sum is finite when every entry is (a sum that overflows only sends us to the exact check)
+        finite = np.isfinite(self.gains.sum(axis=1))
+        if not finite.all():
+            finite = np.isfinite(self.gains).all(axis=1)
         if not finite.all():
             i = int(np.argmin(finite))
             raise _undefined_score(float(tt[i]), int(np.sum(~np.isfinite(self.gains[i]))))
@@ -493,7 +496,7 @@ def _run_single_stage(prog: SamplerProgram, modes: ModeTables) -> SpectralMap:
         col_mean[sl] = -alpha[:, 0] if kind in ("score", "eps") else 0.0
         if grp.noises:
             col_wz[sl], col_iz[sl] = W[:, 1:2], inp[:, 1:2]
-    a = np.multiply(wfm, col_x)
+    a = np.multiply(wfm, col_x)  # after the suffix products a is scratch for the (steps x modes) products below
     a += col_wx
     suffix = np.empty_like(a)  # suffix[k] = prod_{j > k} a_j, by in-place row products (see _compose_scalar)
     suffix[-1] = 1.0
@@ -502,7 +505,7 @@ def _run_single_stage(prog: SamplerProgram, modes: ModeTables) -> SpectralMap:
             np.multiply(suffix[k + 1], a[k + 1], out=suffix[k])
         M = suffix[0] * a[0]
         if has_mean:
-            m = mu * (col_mean @ np.multiply(suffix, wfm))
+            m = mu * (col_mean @ np.multiply(suffix, wfm, out=a))
             for sl, col, rows in data_off:  # one pass over (steps, modes) per group, no further table
                 m = m + mu * np.einsum("k,kd,kd->d", col, suffix[sl], _rows(modes.gains, rows))
         else:

@@ -140,7 +140,7 @@ class SpectralForm:
         t, alpha, sigma = np.asarray(t, float), np.asarray(alpha, float), np.asarray(sigma, float)
         h = np.multiply.outer(alpha * alpha, self.eigenvalues)
         h += (sigma * sigma + self.ridge_at(t))[..., None]
-        return _linalg.relax(h, self.train_time, self.lr)
+        return _linalg.relax(h, self.train_time, self.lr, overwrite=True)  # h is this call's own table
 
     def x0_gains(self, t: float, alpha: float, sigma: float) -> np.ndarray:
         """Per-mode ``k`` with ``x0_hat = m + U diag(k) U^T (x - alpha m)``, free of cancellation.
