@@ -7,6 +7,7 @@ basis) the divergences are computed per eigenvalue in O(d).
 
 from __future__ import annotations
 
+import math
 import weakref
 
 
@@ -180,7 +181,8 @@ class Gaussian:
 
     def __repr__(self) -> str:
         if _fourier.is_implicit(self._eig.vectors):  # no dense covariance for a trace
-            return (f"Gaussian(dim={self.dim}, grid={self.grid}, rank={self.rank}, "
+            chans = f", channels={self.channels}" if self.channels != 1 else ""
+            return (f"Gaussian(dim={self.dim}, grid={self.grid}{chans}, rank={self.rank}, "
                     f"trace={float(np.sum(self._eig.values)):.6g})")
         return f"Gaussian(dim={self.dim}, rank={self.rank}, trace={float(np.trace(self.cov)):.6g})"
 
@@ -252,7 +254,7 @@ class Gaussian:
         return cls.from_spectrum(np.ones(dim))
 
     @classmethod
-    def stationary(cls, power, mean=0.0) -> "Gaussian":
+    def stationary(cls, power, mean=0.0, *, channels: int | None = None) -> "Gaussian":
         r"""A stationary Gaussian field on the periodic grid ``power.shape`` (1-D signals, 2-D images, 3-D volumes).
 
         The covariance is the circulant whose eigenvalues are ``power`` on the DFT frequencies,
@@ -277,7 +279,18 @@ class Gaussian:
             count as 0), and symmetric, ``power[k] == power[-k]`` (indices mod the grid), as the spectrum of
             a real field must be (to 1e-10 relative to its largest value).
         mean : float or array_like of shape grid or (d,)
-            The mean: a constant (stationary) or any field.
+            The mean: a constant (stationary) or any field.  With ``channels``: a number, one value per
+            channel (shape (C,)), or an array of shape (C, *grid) (or (d,)) constant over the grid.
+        channels : int, optional
+            C for a C-channel field: ``power`` is then the cross-spectral density, shape ``grid + (C, C)``
+            (real or complex), Hermitian PSD at every frequency and ``power[-k] == conj(power[k])``
+            (to 1e-10 relative; eigenvalues below the shared cut-off count as 0).  A sample is an array of
+            shape (C, *grid) flattened in C order (a CHW image), ``d = C prod(grid)``, and
+            ``power[k][c, c']`` is the covariance of the unitary DFT coefficients of channels c and c'
+            at frequency k.  The eigenbasis rotates the channels per frequency (``lindiff._fourier.
+            ChannelBasis``, built from one batched C x C ``eigh`` over the spectrum); everything that
+            stays in it costs O(d log d + d C), and :func:`kl`, :func:`w2`, :func:`hellinger` between two
+            channel fields on the same grid with different rotations work per frequency on C x C blocks.
 
         Examples
         --------
@@ -286,6 +299,8 @@ class Gaussian:
         >>> g.grid, round(float(g.cov[0, 0]), 6), round(float(g.cov[0, 1]), 6)
         ((4,), 1.125, 0.375)
         """
+        if channels is not None:
+            return cls._stationary_channels(power, mean, channels)
         power = as_finite_array(power, "power")
         if power.ndim == 0 or power.size == 0:
             raise ValueError(f"power must be an array with the grid's shape (at least one axis), got shape {power.shape}")
@@ -313,6 +328,27 @@ class Gaussian:
                              f"got shape {mean_arr.shape}")
         return cls(mean_flat, None, _linalg.PSDEig(values, _fourier.hartley_basis(grid), zero))
 
+    @classmethod
+    def _stationary_channels(cls, power, mean, channels) -> "Gaussian":
+        C = as_positive_int(channels, "channels")
+        S = _cross_spectrum(power, C)
+        grid = S.shape[:-2]
+        n = math.prod(grid)
+        d = C * n
+        mean_c = _channel_mean(mean, C, grid)
+        if C == 1:  # a scalar field: the Hartley basis (shared per grid), as without channels
+            return cls.stationary(S[..., 0, 0].real, np.repeat(mean_c, n).reshape(grid))
+        values, vectors = _fourier.channel_eigh(S, grid)
+        flat = np.moveaxis(values, -1, 0).reshape(d)  # coefficient order: (eigen-index j, *grid)
+        flat, zero = _linalg.clip_spectrum(flat, "power")
+        basis = _fourier.ChannelBasis(grid, vectors)
+        return cls(np.repeat(mean_c, n), None, _linalg.PSDEig(flat, basis, zero))
+
+    @property
+    def channels(self) -> int | None:
+        """C for a stationary field (1 without channels, see :meth:`stationary`), else None."""
+        return _fourier.channels_of(self._eig.vectors)
+
     # ----------------------------------------------------------------------------------------------
     def sample(self, n: int, rng: RNGLike = None) -> np.ndarray:
         """``n`` independent draws as rows, shape (n, d)."""
@@ -320,7 +356,7 @@ class Gaussian:
         gen = as_rng(rng)
         z = gen.standard_normal((n, self.dim))
         if _fourier.is_implicit(self._eig.vectors):  # U diag(sqrt l) z: one transform per row
-            return self.mean + (z * np.sqrt(self._eig.values)) @ self._eig.vectors
+            return self.mean + (z * np.sqrt(self._eig.values)) @ self._eig.vectors.T
         if _is_identity(self._eig.vectors):  # diagonal covariance: no product needed
             return self.mean + z * np.sqrt(self._eig.values)
         root = self._eig.vectors * np.sqrt(self._eig.values)
@@ -351,6 +387,62 @@ class Gaussian:
     def shares_basis_with(self, other: "Gaussian") -> bool:
         """True when both covariances are stored in the same eigenbasis object (fast paths)."""
         return self._eig.vectors is other._eig.vectors
+
+
+def _cross_spectrum(power, C: int) -> np.ndarray:
+    """The validated cross-spectral density (grid + (C, C), complex128), Hermitian and conjugate-symmetric exactly."""
+    if isinstance(power, (str, bytes)):
+        raise ValueError(f"power must be a numeric array of shape grid + ({C}, {C}), got the string {power!r}")
+    try:
+        raw = np.asarray(power)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"power must be a numeric array of shape grid + ({C}, {C}); could not convert: {exc}") from None
+    if raw.dtype.kind == "c":
+        S = raw.astype(np.complex128)
+    else:
+        S = as_finite_array(raw, "power").astype(np.complex128)
+    if S.ndim < 3 or S.shape[-2:] != (C, C) or S.size == 0:
+        raise ValueError(f"power must have shape grid + (C, C) = grid + ({C}, {C}) (the cross-spectral density of "
+                         f"{C} channels on a grid of at least one axis), got shape {S.shape}")
+    if not np.all(np.isfinite(S)):
+        raise ValueError("power contains NaN or infinite entries; finite values are required")
+    grid = S.shape[:-2]
+    top = float(np.max(np.abs(S)))
+    tol = _linalg.SYMMETRY_RTOL * max(top, np.finfo(np.float64).tiny)
+    herm = np.abs(S - np.conj(np.swapaxes(S, -1, -2)))
+    if float(herm.max()) > tol:
+        k = np.unravel_index(int(np.argmax(herm)), herm.shape)[:-2]
+        raise ValueError(f"power must be Hermitian at every frequency (power[k] == conj(power[k]).T); at k = "
+                         f"{tuple(int(i) for i in k)} it differs by {float(herm.max()):.3g} (allowed "
+                         f"{_linalg.SYMMETRY_RTOL:g} x max|power|)")
+    S = 0.5 * (S + np.conj(np.swapaxes(S, -1, -2)))
+    partner = np.conj(_fourier.mirror(S, tuple(range(len(grid)))))
+    asym = np.abs(S - partner)
+    if float(asym.max()) > tol:
+        k = np.unravel_index(int(np.argmax(asym)), asym.shape)[:-2]
+        raise ValueError(f"power must satisfy power[-k] == conj(power[k]) (indices mod the grid {grid}), as the "
+                         f"cross-spectrum of a real field does; at k = {tuple(int(i) for i in k)} it differs from its "
+                         f"partner by {float(asym.max()):.3g} (allowed {_linalg.SYMMETRY_RTOL:g} x max|power|)")
+    return 0.5 * (S + partner)
+
+
+def _channel_mean(mean, C: int, grid: tuple[int, ...]) -> np.ndarray:
+    """Per-channel means (C,) from a number, a (C,) array, or a (C, *grid) / (d,) array constant over the grid."""
+    m = as_finite_array(mean, "mean")
+    n = math.prod(grid)
+    if m.ndim == 0:
+        return np.full(C, float(m))
+    if m.shape == (C,):
+        return m.copy()
+    if m.shape == (C,) + grid or m.shape == (C * n,):
+        field = m.reshape(C, n)
+        spread = np.max(np.abs(field - field[:, :1]))
+        if spread > _linalg.SYMMETRY_RTOL * max(1.0, float(np.max(np.abs(field)))):
+            raise ValueError(f"mean of a {C}-channel stationary field must be constant over the grid in each channel "
+                             f"(it varies by {spread:.3g}); give one value per channel, shape ({C},)")
+        return field.mean(axis=1)
+    raise ValueError(f"mean must be a number, one value per channel (shape ({C},)) or an array of shape "
+                     f"{(C,) + grid} (or ({C * n},)) constant over the grid, got shape {m.shape}")
 
 
 def _restore_gaussian(mean, cov, eig, scale) -> Gaussian:
@@ -501,6 +593,8 @@ def kl(p: Gaussian, q: Gaussian) -> float:
     with np.errstate(over="ignore"):
         if p.shares_basis_with(q):
             value = _kl_spectral(p, q, dm)
+        elif _channel_pair(p, q):
+            value = _kl_channels(p, q, dm)
         else:
             value = _kl_dense(p, q, dm)
     if isinstance(value, Infinite):
@@ -615,6 +709,8 @@ def w2(p: Gaussian, q: Gaussian) -> float:
             root_diff = np.zeros_like(lp)
             root_diff[both] = (lp[both] - lq[both]) / (np.sqrt(lp[both]) + np.sqrt(lq[both]))
             cov_dist = _norm(root_diff)
+        elif _channel_pair(p, q):
+            cov_dist = float(np.sqrt(_bures_channels(p, q)))
         else:
             cov_dist = float(np.sqrt(_linalg.bures_sq(p._eig, q._eig, lambda: p.cov - q.cov)))
     value = float(np.hypot(mean_dist, cov_dist))
@@ -672,6 +768,10 @@ def hellinger(p: Gaussian, q: Gaussian) -> float:
             lp, lq = p.eigenvalues[keep], q.eigenvalues[keep]
             log_bc = (-0.25 * float(np.sum(_linalg.hellinger_ratio_term(lp, lq)))
                       - 0.25 * float(np.sum(dm_u[keep] ** 2 / (lp + lq))))
+        elif _channel_pair(p, q):
+            log_bc = _log_bc_channels(p, q, dm)
+            if log_bc is None:  # mutually singular
+                return 1.0
         else:
             if _support_mismatch(p, q, dm) is not None:
                 return 1.0
@@ -708,3 +808,125 @@ def _log_bc_far(p: Gaussian, q: Gaussian, dm: np.ndarray, pen: _linalg.Pencil) -
     det_term = 2.0 * _linalg.log_det_ratio(values, lq) - pen.log_det
     maha = float(np.sum((vectors.T @ dm) ** 2 / values))
     return -0.25 * det_term - 0.125 * maha
+
+
+# ------------------------------------------------------------------------------------------------
+# Two C-channel stationary fields on one grid, in different per-frequency rotations: every divergence is a
+# sum over frequencies of the same quantity for the C x C complex blocks (the DFT is unitary and both
+# covariances are block diagonal in it), so nothing d x d is formed.  The rules (cut-off, supports,
+# Infinite) are the dense ones, applied to the union of the blocks' eigenvalues, which are the d x d ones.
+def _channel_pair(p: Gaussian, q: Gaussian) -> bool:
+    up, uq = p._eig.vectors, q._eig.vectors
+    return (isinstance(up, _fourier.ChannelBasis) and isinstance(uq, _fourier.ChannelBasis)
+            and up.grid == uq.grid and up.channels == uq.channels and not up.transposed and not uq.transposed)
+
+
+class _Blocks:
+    """A channel field's per-frequency eigendecomposition, frequencies flattened: V (n, C, C), values and
+    zero mask (n, C), and the covariance blocks S (n, C, C)."""
+
+    def __init__(self, g: Gaussian):
+        U = g._eig.vectors
+        C, n = U.channels, math.prod(U.grid)
+        self.V = U.vectors.reshape(n, C, C)
+        self.values = g._eig.values.reshape(C, n).T
+        self.zero = g._eig.zero.reshape(C, n).T
+        self.S = U.blocks(g._eig.values).reshape(n, C, C)
+
+
+def _hat(v: np.ndarray, g: Gaussian) -> np.ndarray:
+    """Unitary DFT of each channel of a real (d,) vector, as (n, C)."""
+    U = g._eig.vectors
+    C, n = U.channels, math.prod(U.grid)
+    axes = tuple(range(1, len(U.grid) + 1))
+    return np.fft.fftn(v.reshape((C,) + U.grid), axes=axes, norm="ortho").reshape(C, n).T
+
+
+def _herm(A: np.ndarray) -> np.ndarray:
+    return np.conj(np.swapaxes(A, -1, -2))
+
+
+def _channel_support_mismatch(p: Gaussian, q: Gaussian, bp: _Blocks, bq: _Blocks, dm_hat: np.ndarray) -> str | None:
+    """:func:`_support_mismatch` per frequency block (the same tests on the same eigenvalues)."""
+    for a, b, ba, bb, na, nb in ((p, q, bp, bq, "p", "q"), (q, p, bq, bp, "q", "p")):
+        if not b.singular:
+            continue
+        null = bb.V * bb.zero[:, None, :]  # the null columns of b's rotations (the others zeroed)
+        leak = _herm(null) @ ba.S @ null
+        if np.max(np.abs(leak), initial=0.0) > _linalg.cutoff(a.eigenvalues):
+            return (f"{nb} is singular (rank {b.rank} < {b.dim}) in directions where {na} has variance "
+                    f"(rank {a.rank})")
+        offsets = np.einsum("kcj,kc->kj", bb.V.conj(), dm_hat)[bb.zero]
+        if not _linalg.negligible_offset(np.abs(offsets), b.eigenvalues, p.mean, q.mean):
+            return f"the means differ along a direction in which {nb} has no variance"
+    if p.rank != q.rank:
+        return f"p has rank {p.rank} and q rank {q.rank}: their supports differ"
+    return None
+
+
+def _channel_pencil(p: Gaussian, q: Gaussian, bp: _Blocks, bq: _Blocks, dm_hat: np.ndarray) -> _linalg.Pencil:
+    """:func:`lindiff._linalg.pencil` per frequency: the whitened difference of the blocks on range(S_q)
+    (null directions of q give rows and columns of zeros, hence x = 0, which adds nothing)."""
+    inv_root = np.where(bq.zero, 0.0, 1.0 / np.sqrt(np.where(bq.zero, 1.0, bq.values)))
+    B = bq.V * inv_root[:, None, :]
+    X = _herm(B) @ (bp.S - bq.S) @ B
+    x, W = np.linalg.eigh(0.5 * (X + _herm(X)))
+    mean = np.einsum("kji,kj->ki", W.conj(), np.einsum("kcj,kc->kj", B.conj(), dm_hat))
+    log_det = _linalg.log_det_ratio(p.eigenvalues[~p._eig.zero], q.eigenvalues[~q._eig.zero])
+    return _linalg.Pencil(x.reshape(-1), np.abs(mean).reshape(-1), log_det)
+
+
+def _kl_channels(p: Gaussian, q: Gaussian, dm: np.ndarray) -> float:
+    bp, bq = _Blocks(p), _Blocks(q)
+    dm_hat = _hat(dm, q)
+    reason = _channel_support_mismatch(p, q, bp, bq, dm_hat)
+    if reason is not None:
+        return Infinite(reason)
+    pen = _channel_pencil(p, q, bp, bq, dm_hat)
+    x = pen.x
+    if x.min() >= -0.5:
+        div = float(np.sum(_linalg.x_minus_log1p(x)))
+    else:  # as in _kl_dense: log r from the spectra where some r < 1/2
+        div = float(np.sum(x)) - pen.log_det
+    return 0.5 * (div + float(np.sum(pen.mean**2)))
+
+
+def _log_bc_channels(p: Gaussian, q: Gaussian, dm: np.ndarray) -> float | None:
+    """log of the Bhattacharyya coefficient per frequency block (None when p and q are mutually singular)."""
+    bp, bq = _Blocks(p), _Blocks(q)
+    dm_hat = _hat(dm, q)
+    if _channel_support_mismatch(p, q, bp, bq, dm_hat) is not None:
+        return None
+    pen = _channel_pencil(p, q, bp, bq, dm_hat)
+    x = pen.x
+    if x.min() >= -0.5 and x.max() <= 1.0:
+        det_term = float(np.sum(np.log1p(x * x / (4.0 * (1.0 + x)))))
+        return -0.25 * det_term - 0.125 * float(np.sum(pen.mean**2 / (1.0 + 0.5 * x)))
+    # _log_bc_far per block: the average on range(S_q) from its own spectrum; q's null directions are
+    # padded with the floor (a known eigenvalue, removed again from the determinant)
+    floor = 0.5 * max(float(p.eigenvalues[~p._eig.zero].min(initial=np.inf)),
+                      float(q.eigenvalues[~q._eig.zero].min(initial=np.inf)))
+    A = _herm(bq.V) @ (0.5 * (bp.S + bq.S)) @ bq.V
+    keep = ~bq.zero
+    A = A * (keep[:, :, None] & keep[:, None, :])
+    idx = np.nonzero(bq.zero)
+    A[idx[0], idx[1], idx[1]] = floor
+    values, vectors = np.linalg.eigh(0.5 * (A + _herm(A)))
+    values = np.maximum(values, floor)
+    lq = np.concatenate([q.eigenvalues[~q._eig.zero], np.full(int(bq.zero.sum()), floor)])
+    det_term = 2.0 * _linalg.log_det_ratio(values.reshape(-1), lq) - pen.log_det
+    dm_q = np.einsum("kcj,kc->kj", bq.V.conj(), dm_hat) * keep
+    maha = float(np.sum(np.abs(np.einsum("kji,kj->ki", vectors.conj(), dm_q)) ** 2 / values))
+    return -0.25 * det_term - 0.125 * maha
+
+
+def _bures_channels(p: Gaussian, q: Gaussian) -> float:
+    r"""Bures term of :math:`W_2^2` as a sum over frequency blocks of
+    :math:`\min_U\|S_p^{1/2} - S_q^{1/2}U\|_F^2` (U the unitary polar factor of :math:`S_q^{1/2}S_p^{1/2}`,
+    from a batched SVD): a sum of squares, never negative, as :func:`lindiff._linalg.bures_sq`."""
+    bp, bq = _Blocks(p), _Blocks(q)
+    root_p = (bp.V * np.sqrt(bp.values)[:, None, :]) @ _herm(bp.V)
+    root_q = (bq.V * np.sqrt(bq.values)[:, None, :]) @ _herm(bq.V)
+    Uu, _, Wh = np.linalg.svd(root_q @ root_p)
+    resid = root_p - root_q @ (Uu @ Wh)
+    return float(np.sum(resid.real**2 + resid.imag**2))
