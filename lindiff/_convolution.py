@@ -58,6 +58,24 @@ def shift_averaged(X: np.ndarray, grid: tuple[int, ...]) -> tuple[float, np.ndar
     return m, 0.5 * (P + _fourier.mirror(P, tuple(range(len(grid)))))
 
 
+def shift_averaged_channels(X: np.ndarray, grid: tuple[int, ...], C: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""Per-channel pixel means m (C,) and the cross-periodogram average
+    :math:`\bar P(k) = \frac1N\sum_i \hat y_i(k)\hat y_i(k)^*` of the centred images (grid + (C, C), complex)."""
+    N = X.shape[0]
+    n = math.prod(grid)
+    images = X.reshape(N, C, n)
+    m = images.mean(axis=(0, 2))
+    axes = tuple(range(2, len(grid) + 2))
+    P = np.zeros((n, C, C), dtype=np.complex128)
+    step = max(1, (1 << 22) // max(C * n, 1))
+    for start in range(0, N, step):
+        y = (images[start : start + step] - m[None, :, None]).reshape((-1, C) + grid)
+        f = np.fft.fftn(y, axes=axes, norm="ortho").reshape(-1, C, n)
+        P += np.einsum("ick,idk->kcd", f, f.conj())
+    P /= N
+    return m, P.reshape(grid + (C, C))
+
+
 def as_kernel_size(kernel_size, grid: tuple[int, ...]) -> tuple[int, ...]:
     """Per-axis odd kernel sizes, each at most the grid's size along that axis."""
     if isinstance(kernel_size, (int, np.integer)) and not isinstance(kernel_size, bool):

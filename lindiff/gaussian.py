@@ -440,7 +440,7 @@ def _channel_mean(mean, C: int, grid: tuple[int, ...]) -> np.ndarray:
         if spread > _linalg.SYMMETRY_RTOL * max(1.0, float(np.max(np.abs(field)))):
             raise ValueError(f"mean of a {C}-channel stationary field must be constant over the grid in each channel "
                              f"(it varies by {spread:.3g}); give one value per channel, shape ({C},)")
-        return field.mean(axis=1)
+        return field[:, 0].copy()
     raise ValueError(f"mean must be a number, one value per channel (shape ({C},)) or an array of shape "
                      f"{(C,) + grid} (or ({C * n},)) constant over the grid, got shape {m.shape}")
 

@@ -574,7 +574,8 @@ class LinearDenoiser(AffineModel):
 
     @classmethod
     def fit_convolutional(cls, X, process: Process, grid, kernel_size=None, ridge: Ridge = 0.0,
-                          train_time: float | None = None, lr: float = 1.0) -> "LinearDenoiser":
+                          train_time: float | None = None, lr: float = 1.0, *,
+                          channels: int | None = None) -> "LinearDenoiser":
         r"""The translation-equivariant linear denoiser trained on N images (rows of X: flattened grids, C order).
 
         The eps-model is a circular convolution with one bias, :math:`\hat\varepsilon_t(x) = w_t * x + \beta_t`,
@@ -614,6 +615,14 @@ class LinearDenoiser(AffineModel):
             The periodic grid, ``prod(grid) == d``.
         kernel_size : None, odd int or tuple of odd ints (one per axis, each at most the grid size)
         ridge, train_time, lr : as in :meth:`fit`
+        channels : int, optional
+            C for C-channel images: rows of X are arrays of shape (C, *grid) flattened in C order (CHW) and
+            the model is a C-in/C-out circular convolution with one bias per channel.  With full support it
+            is the optimal denoiser of the shift-averaged field ``Gaussian.stationary(P_bar, m, channels=C)``,
+            :math:`\bar P(k) = \frac1N\sum_i \hat y_i(k)\hat y_i(k)^*` (C x C per frequency) of the images
+            centred by their per-channel pixel means ``m``.  ``kernel_size`` is refused with channels: the
+            local C-in/C-out kernel's transfer function does not commute with the field's per-frequency
+            rotations, so that model is not diagonal in any basis lindiff holds.
 
         Examples
         --------
@@ -632,6 +641,8 @@ class LinearDenoiser(AffineModel):
 
         X = as_training_set(X, "X")
         grid = _fourier.as_grid(grid)
+        if channels is not None and as_positive_int(channels, "channels") > 1:
+            return cls._fit_convolutional_channels(X, process, grid, int(channels), kernel_size, ridge, train_time, lr)
         d = math.prod(grid)
         if X.shape[1] != d:
             raise ValueError(f"X must have rows of length prod(grid) = {d} (grid {grid}), got {X.shape[1]}")
@@ -654,10 +665,36 @@ class LinearDenoiser(AffineModel):
         model._training_points = X.copy()
         return model
 
+    @classmethod
+    def _fit_convolutional_channels(cls, X, process, grid, C, kernel_size, ridge, train_time, lr) -> "LinearDenoiser":
+        from . import _convolution
+
+        d = C * math.prod(grid)
+        if X.shape[1] != d:
+            raise ValueError(f"X must have rows of length channels * prod(grid) = {d} ({C} channels on the grid "
+                             f"{grid}, flattened as (C, *grid)), got {X.shape[1]}")
+        if kernel_size is not None:
+            raise ValueError(f"kernel_size={kernel_size!r} with channels={C} is not supported: a local C-in/C-out "
+                             "kernel's transfer function does not commute with the field's per-frequency channel "
+                             "rotations (the model is not diagonal in the data's basis); use kernel_size=None (full "
+                             "support), or fit each channel separately without channels")
+        process = _check_process(process)
+        ridge = _check_ridge(ridge)
+        train_time = as_nonnegative_float(train_time, "train_time", allow_none=True)
+        lr = as_positive_float(lr, "lr")
+        m, P = _convolution.shift_averaged_channels(X, grid, C)
+        data = Gaussian.stationary(P, m, channels=C)
+        spectral = SpectralForm(data.eigenvectors, data.eigenvalues, data.mean, ridge, train_time, lr)
+        model = cls(process, d, spectral=spectral, data=data,
+                    description=f"LinearDenoiser.fit_convolutional(channels={C})")
+        model._training_points = X.copy()
+        return model
+
     def kernel(self, t) -> np.ndarray:
         r"""The eps-prediction kernel :math:`w_t` of a convolutional model (:meth:`fit_convolutional`), as
         an array over the offsets: the centred box for a local kernel (shape ``kernel_size``), the whole
-        grid in FFT order for full support (``w[o]`` multiplies ``x[j - o]``)."""
+        grid in FFT order for full support (``w[o]`` multiplies ``x[j - o]``); with channels, shape
+        ``(C, C, *grid)`` and ``w[c, c', o]`` takes input channel c' to output channel c."""
         from . import _convolution, _fourier
 
         sp = self.spectral
@@ -671,6 +708,11 @@ class LinearDenoiser(AffineModel):
                 raise _undefined_score(t_, int(np.sum(~np.isfinite(u))), s)
             return (s * u).reshape(sp.kernel.sizes)
         g = self._checked_gains(t_, a, s)
+        if isinstance(sp.basis, _fourier.ChannelBasis):  # w[c, c', o]: per frequency V diag(s g) V^*
+            blocks = sp.basis.blocks(s * g)
+            axes = tuple(range(len(grid)))
+            w = np.fft.ifftn(blocks, axes=axes).real
+            return np.moveaxis(w, (-2, -1), (0, 1))
         return np.fft.ifftn((s * g).reshape(grid)).real
 
     @classmethod
