@@ -418,7 +418,7 @@ class ChannelBasis:
     def congruence(self, values: np.ndarray) -> np.ndarray:
         """``U diag(values) U^T`` as a dense symmetric matrix (the block circulant of the field)."""
         check_dense(self.d, "the dense covariance of a stationary Gaussian")
-        U = self.T.dense() if self.transposed else self.dense()
+        U = self.dense()
         M = (U * np.asarray(values, dtype=np.float64)) @ U.T
         return 0.5 * (M + M.T)
 

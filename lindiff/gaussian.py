@@ -176,7 +176,7 @@ class Gaussian:
     @property
     def grid(self) -> tuple[int, ...] | None:
         """The periodic grid when the covariance is kept in that grid's Fourier (Hartley) basis (see
-        :meth:`stationary`), else None."""
+        :meth:`stationary`), else None; for a C-channel field the spatial grid (``dim = C prod(grid)``)."""
         return _fourier.grid_of(self._eig.vectors)
 
     def __repr__(self) -> str:
@@ -298,6 +298,13 @@ class Gaussian:
         >>> g = Gaussian.stationary(np.array([2.0, 1.0, 0.5, 1.0]))  # 1-D grid of 4 points
         >>> g.grid, round(float(g.cov[0, 0]), 6), round(float(g.cov[0, 1]), 6)
         ((4,), 1.125, 0.375)
+
+        Two channels with a constant cross-spectrum (white noise correlated across channels):
+
+        >>> S = np.broadcast_to([[2.0, 0.5], [0.5, 1.0]], (4, 2, 2))
+        >>> c = Gaussian.stationary(S, [0.0, 1.0], channels=2)
+        >>> c.dim, c.channels, round(float(c.cov[0, 4]), 6), round(abs(float(c.cov[0, 1])), 6)
+        (8, 2, 0.5, 0.0)
         """
         if channels is not None:
             return cls._stationary_channels(power, mean, channels)

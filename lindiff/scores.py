@@ -620,7 +620,9 @@ class LinearDenoiser(AffineModel):
             the model is a C-in/C-out circular convolution with one bias per channel.  With full support it
             is the optimal denoiser of the shift-averaged field ``Gaussian.stationary(P_bar, m, channels=C)``,
             :math:`\bar P(k) = \frac1N\sum_i \hat y_i(k)\hat y_i(k)^*` (C x C per frequency) of the images
-            centred by their per-channel pixel means ``m``.  ``kernel_size`` is refused with channels: the
+            centred by their per-channel pixel means ``m``; ``train_time`` runs the gradient flow on the
+            kernel weights :math:`w_{cc'}(o)` of the loss per pixel position (divided by ``prod(grid)``), the
+            C = 1 convention.  ``kernel_size`` is refused with channels: the
             local C-in/C-out kernel's transfer function does not commute with the field's per-frequency
             rotations, so that model is not diagonal in any basis lindiff holds.
 

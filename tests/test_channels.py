@@ -308,6 +308,50 @@ def test_fit_convolutional_with_channels_is_the_dense_least_squares_convolution(
             close(w[c, c2].reshape(-1), [W[c * n + cells.index(o), c2 * n] for o in cells], 1e-10)
 
 
+def test_early_stopped_channel_fit_is_the_gradient_flow_on_the_kernel_weights(rng):
+    """Gradient flow from zero on every C-in/C-out kernel weight of the per-pixel-position loss (centred
+    parametrisation), by the matrix exponential of its Hessian: no eigendecomposition, no Fourier."""
+    from scipy.linalg import expm
+
+    grid, C, ridge, lr, tau = (3, 2), 2, 0.05, 0.5, 0.8
+    n = math.prod(grid)
+    d = C * n
+    X = rng.standard_normal((5, d)) * rng.uniform(0.4, 2.0, d) + rng.uniform(-0.5, 1.0, d)
+    process = ld.OU(3.0)
+    model = ld.LinearDenoiser.fit_convolutional(X, process, grid, ridge=ridge, train_time=tau, lr=lr, channels=C)
+    m = np.repeat(X.reshape(5, C, n).mean(axis=(0, 2)), n)
+    M = (X - m).T @ (X - m) / X.shape[0]
+    Bs = []
+    for _, P in shifts(grid, C):
+        for c, c2 in itertools.product(range(C), repeat=2):
+            E = np.zeros((C, C))
+            E[c, c2] = 1.0
+            Bs.append(np.kron(E, np.eye(n)) @ P)
+    for t in (0.05, 0.7, 3.0):
+        a, s = float(process.alpha(t)), float(process.sigma(t))
+        G = np.array([[(s * s + ridge) * np.sum(Bi * Bj) + a * a * np.sum((Bi @ M) * Bj) for Bj in Bs] for Bi in Bs])
+        h = np.array([s * np.trace(B) for B in Bs])
+        theta = np.linalg.solve(G, (np.eye(len(Bs)) - expm(-2 * lr * tau * G / n)) @ h)
+        W = sum(w * B for w, B in zip(theta, Bs))
+        Wm, bm = model.affine(t)
+        close(Wm, W, 1e-10)
+        close(bm, -a * W @ m, 1e-10)
+
+
+def test_law_from_a_dense_start(rng):
+    grid, C = (4,), 3
+    g, gd = pair(rng, grid, C)
+    process = ld.DDPM.linear(40)
+    start = ld.Gaussian(rng.standard_normal(g.dim), np.eye(g.dim) * 0.7 + 0.01)
+    law = ld.sampling_law(ld.GaussianScore(g, process), process, "ddim", 10, init=start)
+    ref = ld.sampling_law(ld.GaussianScore(gd, process), process, "ddim", 10, init=start)
+    close(law.cov, ref.cov, 1e-10)
+    close(law.mean, ref.mean, 1e-10)
+    T = ld.Gaussian.from_spectrum(g.eigenvalues, g.eigenvectors.T)  # the transposed basis is orthonormal too
+    D = g.eigenvectors.dense().T
+    close(T.cov, (D * g.eigenvalues) @ D.T, 1e-13)
+
+
 def test_fit_convolutional_with_channels_is_fit_on_the_shift_averaged_field(rng):
     grid, C = (4, 4), 2
     d = C * 16
