@@ -99,7 +99,8 @@ def main() -> None:
 
 
 def channel_spectrum(grid, seed=0):
-    """S(k) = p(k) B(k) B(k)^*, B(k) = L + 0.3 i sin(2 pi k_0 / n) K (L, K real 3 x 3): Hermitian PSD, S(-k) = conj S(k)."""
+    """S(k) = p(k) B(k) B(k)^*, B(k) = L + 0.3 i sin(2 pi k_0 / n) K (L, K real 3 x 3): Hermitian PSD and
+    S(-k) = conj S(k)."""
     gen = np.random.default_rng(seed)
     L, K = gen.standard_normal((3, 3)) + 2 * np.eye(3), gen.standard_normal((3, 3))
     phase = np.sin(2 * np.pi * np.arange(grid[0]) / grid[0]).reshape((-1,) + (1,) * len(grid))

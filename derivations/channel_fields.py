@@ -30,7 +30,8 @@ GENS = (c0, s0, c1, s1, er, ei)
 RELATIONS = [c0**2 + s0**2 - 1, c1**2 + s1**2 - 1, er**2 + ei**2 - 1]
 lam = sp.symbols("lambda_0:2_0:2", positive=True)  # lambda_{k j} for k = 0, 1
 LAM = {0: (lam[0], lam[1]), 1: (lam[2], lam[3]), 2: (lam[2], lam[3])}
-W = [sp.Integer(1), -sp.Rational(1, 2) - sp.I * sp.sqrt(3) / 2, -sp.Rational(1, 2) + sp.I * sp.sqrt(3) / 2]  # w^m, w = e^{-2 pi i/3}
+# w^m for m = 0, 1, 2, w = e^{-2 pi i / 3}
+W = [sp.Integer(1), -sp.Rational(1, 2) - sp.I * sp.sqrt(3) / 2, -sp.Rational(1, 2) + sp.I * sp.sqrt(3) / 2]
 
 
 def make_page():
@@ -123,7 +124,8 @@ def check(page, rng):
     page.compare("per-frequency eigenvalues", np.sort(values.reshape(2, 2), axis=1)[[0, 1, 1]],
                  np.sort(g.eigenvalues.reshape(C, N_GRID).T, axis=1), rtol=1e-12)
     basis = _fourier.ChannelBasis((N_GRID,), np.stack([V[k] for k in range(N_GRID)]))
-    page.compare("ChannelBasis with the derivation's rotations: U^T equals T", T, basis.T.dense(), rtol=1e-12, atol=1e-14)
+    page.compare("ChannelBasis with the derivation's rotations: U^T equals T", T, basis.T.dense(),
+                 rtol=1e-12, atol=1e-14)
     D = g.eigenvectors.dense()
     page.compare("lindiff's own eigenbasis: diag(U^T Sigma U) = eigenvalues", np.diag(D.T @ Sigma @ D), g.eigenvalues,
                  rtol=1e-12)
