@@ -416,6 +416,8 @@ def _bures_trace_form(eig_p: PSDEig, eig_q: PSDEig) -> float | None:
     d = vp.shape[0]
     if vq.shape[0] > 1 and is_identity(vq):
         cq = (vp.T * lq) @ vp
+    elif vp.shape[0] > 1 and is_identity(vp):  # p diagonal (a spectral law): no change of basis
+        cq = (vq * lq) @ vq.T
     else:
         m = vp.T @ vq
         cq = (m * lq) @ m.T
