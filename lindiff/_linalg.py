@@ -181,20 +181,35 @@ def logdet_pd(matrix: np.ndarray) -> float:
     Returns ``-inf`` for a singular PSD matrix.
     """
     matrix = np.asarray(matrix, dtype=np.float64)
-    try:
-        chol = np.linalg.cholesky(matrix)
-        diag = np.diag(chol)
-        if np.all(diag > 0):
-            eig = None
-            # Cholesky succeeds on some numerically singular matrices; confirm with the cut-off.
-            smallest = float(np.min(diag)) ** 2
-            largest = float(np.max(np.sum(chol**2, axis=1)))
-            if smallest > rcond(matrix.shape[0]) * largest:
-                return float(2.0 * np.sum(np.log(diag)))
-    except np.linalg.LinAlgError:
-        pass
+    # Cholesky succeeds on some numerically singular matrices: cholesky_pd confirms with the cut-off
+    chol = cholesky_pd(matrix)
+    if chol is not None:
+        return float(2.0 * np.sum(np.log(np.diag(chol))))
     eig = psd_eig(matrix)
     return eig.logdet()
+
+
+def cholesky_pd(matrix: np.ndarray) -> np.ndarray | None:
+    """Lower Cholesky factor of a symmetric matrix that is positive definite beyond the shared cut-off, or
+    None (not positive definite, or its smallest pivot within the cut-off: callers then use ``eigh``)."""
+    try:
+        chol = np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError:
+        return None
+    diag = np.diag(chol)
+    if not (diag.size and np.all(diag > 0)):
+        return None
+    largest = float(np.max(np.sum(chol**2, axis=1)))  # the largest diagonal entry of the matrix
+    if not float(np.min(diag)) ** 2 > rcond(matrix.shape[0]) * largest:
+        return None
+    return chol
+
+
+def solve_lower(factor: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``L^{-1} rhs`` for a lower-triangular factor (scipy's LAPACK triangular solve, O(d^2))."""
+    from scipy.linalg import solve_triangular
+
+    return solve_triangular(factor, rhs, lower=True, check_finite=False)
 
 
 def solve_psd(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
@@ -401,6 +416,8 @@ def _bures_trace_form(eig_p: PSDEig, eig_q: PSDEig) -> float | None:
     d = vp.shape[0]
     if vq.shape[0] > 1 and is_identity(vq):
         cq = (vp.T * lq) @ vp
+    elif vp.shape[0] > 1 and is_identity(vp):  # p diagonal (a spectral law): no change of basis
+        cq = (vq * lq) @ vq.T
     else:
         m = vp.T @ vq
         cq = (m * lq) @ m.T

@@ -350,8 +350,10 @@ class ModeTables:
         self.alpha = np.asarray(process.alpha(tt), float).reshape(-1)
         self.sigma = np.asarray(process.sigma(tt), float).reshape(-1)
         self.gains = sp.gains(tt, self.alpha, self.sigma).reshape(len(tt), self.d)
-        # a row sum is finite when every entry is (a sum that overflows only sends us to the exact check)
-        finite = np.isfinite(self.gains.sum(axis=1))
+        # a row sum is finite when every entry is (a sum that overflows only sends us to the exact check,
+        # silently: finite gains near 1/sigma^2 ~ 1e308 may sum past float64, and +inf + -inf is NaN)
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite = np.isfinite(self.gains.sum(axis=1))
         if not finite.all():
             finite = np.isfinite(self.gains).all(axis=1)
         if not finite.all():

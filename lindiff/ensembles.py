@@ -299,6 +299,12 @@ def wishart(n: int, d: int, rng: RNGLike = None) -> np.ndarray:
     one d x d product, whatever n.  Singular for n < d: then the explicit sum of n outer products.  ``n = 0``
     gives the zero matrix.  (Hand-written rather than ``scipy.stats.wishart``, which requires n >= d and
     a full scale matrix.)
+
+    Examples
+    --------
+    >>> W = wishart(2, 4, rng=0)   # two outer products in four dimensions: rank 2
+    >>> W.shape, int(np.linalg.matrix_rank(W))
+    ((4, 4), 2)
     """
     n = as_positive_int(n, "n", minimum=0)
     d = as_positive_int(d, "d")
@@ -323,6 +329,13 @@ def sample_fitted(p0: Gaussian, N: int, mean: str = "estimated", *, rng: RNGLike
     (N with the mean known).  Costs O(d^2) draws and a d x d product instead of N d draws and an N d^2 product;
     the random stream is not that of the points.  A ``p0`` on an implicit Fourier basis
     (:meth:`Gaussian.stationary`) has no explicit root: its points are drawn and fitted.
+
+    Examples
+    --------
+    >>> p0 = Gaussian.from_spectrum([2.0, 1.0, 0.5])
+    >>> fitted = sample_fitted(p0, 2, rng=0)   # N = 2 points: the fitted covariance has rank N - 1
+    >>> fitted.rank
+    1
     """
     if not isinstance(p0, Gaussian):
         raise TypeError(f"p0 must be a lindiff.Gaussian, got {type(p0).__name__}")

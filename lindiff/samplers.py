@@ -45,8 +45,11 @@ is infinite), so the law forgets ``x_T``.  Steps written with noise predictions,
 c eps_hat`` (DDIM transfers, the VE state, Ho et al.'s DDPM), cancel two terms of size ``alpha'/alpha`` and
 are refused beyond ``alpha'/alpha = 1e8``; multistep weights that cancel by more than 1e8 (log-SNR steps of
 very different sizes) and multistep laws whose condition number with respect to the step coefficients
-exceeds 1e8 (large steps excite parasitic modes) are refused too.  In each case float64 would keep fewer
-than 8 digits of the result; the ValueError names the step and what to change (more steps, a smaller T).
+exceeds 1e8 (large steps excite parasitic modes) are refused too, and so are laws of multi-stage steps (Heun,
+DPM-2, ...) whose condition number with respect to their stage inputs exceeds 1e8 (probed where a stage
+evaluates the model at sigma or alpha below 1e-3: a rounded input times gains of 1/sigma for a singular
+score).  In each case float64 would keep fewer than 8 digits of the result; the ValueError names the step
+and what to change (more steps, a smaller T, a larger t_min).
 """
 
 from __future__ import annotations
@@ -1201,10 +1204,11 @@ def sampling_laws(models, process: Process, sampler: str, steps: int | None = No
         return [sampling_law(m, process, sampler, steps, t_min, init, **options) for m in models]
     prog = _build(process, sampler, steps, t_min, options, "sampling_laws")
     maps = run_spectral_batch(batchable, prog)
-    if _probe_needed(prog):
-        for acc, other in zip(maps, run_spectral_batch(batchable, _perturbed(prog))):
+    what = _probe_needed(prog)
+    if what:
+        for acc, other in zip(maps, run_spectral_batch(batchable, _perturbed(prog, what))):
             _finite_law(sampler, acc.M, acc.m, acc.Q)
-            _check_conditioning(sampler, (acc.M, acc.m, acc.Q), (other.M, other.m, other.Q))
+            _check_conditioning(sampler, (acc.M, acc.m, acc.Q), (other.M, other.m, other.Q), what)
     maps = iter(maps)
     out = []
     for model in models:
@@ -1383,24 +1387,48 @@ _PROBE_COEF = 10.0  # a multistep program with a step whose x-coefficients sum (
 _PROBE_DELTA = 1e-9
 
 
-def _probe_needed(prog: SamplerProgram) -> bool:
-    """Multistep recursions can carry parasitic modes that large steps make grow: the exact law is then
-    hypersensitive to its coefficients, and float64 rounding alone moves it.  Programs whose steps combine
-    their registers with large coefficients (unlike the usual ones, below ~5) are probed."""
-    return len(prog.slots) > 1 and any(sum(abs(c) for c in st.writes[0]) > _PROBE_COEF for st in prog.steps)
+_PROBE_SMALL = 1e-3  # a multi-stage step evaluating the model where sigma or alpha is below this is probed
 
 
-def _perturbed(prog: SamplerProgram) -> SamplerProgram:
-    """The program with every write coefficient moved by a relative ``_PROBE_DELTA`` (alternating signs)."""
+def _probe_needed(prog: SamplerProgram) -> str | None:
+    """Which coefficients to probe (:func:`_perturbed`), or None.
+
+    ``"writes"``: multistep recursions can carry parasitic modes that large steps make grow, so the exact law
+    is hypersensitive to its coefficients and float64 rounding alone moves it; programs whose steps combine
+    their registers with large coefficients (unlike the usual ones, below ~5) are probed.  ``"stages"``: a
+    step with several model evaluations feeds one stage's output into the next stage's input; where the
+    model's gains are huge (sigma -> 0 with a singular score, alpha -> 0 for a data prediction) a rounded
+    input coefficient is multiplied by them (the corrector of Heun in the VE state at sigma' = 1e-12 loses
+    every digit of the mean), so such programs are probed on their stage inputs too."""
+    if len(prog.slots) > 1 and any(sum(abs(c) for c in st.writes[0]) > _PROBE_COEF for st in prog.steps):
+        return "writes"
+    times = [sg.t for st in prog.steps if len(st.stages) > 1 for sg in st.stages]
+    if times:
+        tt = np.asarray(times, float)
+        small = min(float(np.min(prog.process.sigma(tt))), float(np.min(prog.process.alpha(tt))))
+        if small < _PROBE_SMALL:
+            return "stages"
+    return None
+
+
+def _perturbed(prog: SamplerProgram, what: str = "writes") -> SamplerProgram:
+    """The program with every write coefficient (and with ``what="stages"`` every stage input coefficient)
+    moved by a relative ``_PROBE_DELTA`` (alternating signs)."""
     import dataclasses
 
-    steps = tuple(dataclasses.replace(st, writes=tuple(
-        tuple(c * (1.0 + _PROBE_DELTA * (1.0 if (i + r + k) % 2 else -1.0)) for r, c in enumerate(row))
-        for i, row in enumerate(st.writes))) for k, st in enumerate(prog.steps))
-    return dataclasses.replace(prog, steps=steps)
+    def move(row, i, k):
+        return tuple(c * (1.0 + _PROBE_DELTA * (1.0 if (i + r + k) % 2 else -1.0)) for r, c in enumerate(row))
+
+    steps = []
+    for k, st in enumerate(prog.steps):
+        stages = st.stages
+        if what == "stages":
+            stages = tuple(dataclasses.replace(sg, inputs=move(sg.inputs, j, k)) for j, sg in enumerate(stages))
+        steps.append(dataclasses.replace(st, stages=stages, writes=tuple(move(row, i, k) for i, row in enumerate(st.writes))))
+    return dataclasses.replace(prog, steps=tuple(steps))
 
 
-def _check_conditioning(sampler: str, law, probe) -> None:
+def _check_conditioning(sampler: str, law, probe, what: str = "writes") -> None:
     """``law`` and ``probe`` are ``(M, m, Q)`` of the program and of its perturbation (:func:`_perturbed`): the
     relative change over ``_PROBE_DELTA`` is the law's condition number with respect to its coefficients, and
     ``eps`` times it what rounding alone does to the law.  Refused beyond 1e8 (8 digits)."""
@@ -1412,12 +1440,15 @@ def _check_conditioning(sampler: str, law, probe) -> None:
         change = max(float(np.abs(M2 - M).max(initial=0.0)), float(np.abs(m2 - m).max(initial=0.0)),
                      float(np.abs(Q2 - Q).max(initial=0.0)) / (2 * scale)) / scale
     kappa = change / _PROBE_DELTA
+    reason = ("its multistep recursion amplifies errors at these step sizes; use more steps (a finer grid)"
+              if what == "writes" else
+              "a stage's rounded input is multiplied by the model's huge gains where sigma or alpha is tiny; use a "
+              "larger t_min (or a single-stage sampler)")
     if not kappa <= 1e8:
         raise ValueError(
             f"the law of sampler {sampler!r} on this grid is ill-conditioned: changing its step coefficients by a "
             f"relative {_PROBE_DELTA:g} changes it by {change:.2g} (condition ~{kappa:.1e}), so float64 rounding alone "
-            f"moves it by ~{kappa * 2.2e-16:.1e}: its multistep recursion amplifies errors at these step sizes; use more "
-            "steps (a finer grid)")
+            f"moves it by ~{kappa * 2.2e-16:.1e}: {reason}")
 
 
 def _finite_law(sampler, M, m, Q):
@@ -1478,19 +1509,19 @@ def sampling_law(model: AffineModel, process: Process, sampler: str, steps: int 
     if path == "spectral" and model.spectral is None:
         raise ValueError("path='spectral' needs a model with an eigenbasis representation (this one is dense)")
     continuous = sampler in ("sde", "ode")
-    probe = not continuous and _probe_needed(prog)
+    probe = None if continuous else _probe_needed(prog)
     if use_spectral:
         acc = _continuous_spectral(model, prog, rtol) if continuous else run_spectral(model, prog)
         if probe:
             _finite_law(sampler, acc.M, acc.m, acc.Q)
-            other = run_spectral(model, _perturbed(prog))
-            _check_conditioning(sampler, (acc.M, acc.m, acc.Q), (other.M, other.m, other.Q))
+            other = run_spectral(model, _perturbed(prog, probe))
+            _check_conditioning(sampler, (acc.M, acc.m, acc.Q), (other.M, other.m, other.Q), probe)
         return _spectral_law(model, sampler, acc, start)
     scale = _law_scale(model, start)
     M, m, Q = _continuous_dense(model, prog, rtol) if continuous else run_dense(model, prog)
     _finite_law(sampler, M, m, Q)
     if probe:
-        _check_conditioning(sampler, (M, m, Q), run_dense(model, _perturbed(prog)))
+        _check_conditioning(sampler, (M, m, Q), run_dense(model, _perturbed(prog, probe)), probe)
     if start is None:
         mean, cov = m, M @ M.T + Q
     else:

@@ -131,3 +131,27 @@ def test_trailing_spacing_at_1000(n):
     process = ld.DDPM.linear(1000)
     model = ld.GaussianScore(ld.Gaussian.standard(2), process)
     assert np.all(np.isfinite(ld.sampling_law(model, process, "ddim", n, spacing="trailing").cov))
+
+
+def test_multi_stage_samplers_refuse_laws_float64_cannot_hold_at_tiny_sigma():
+    """Heun / DPM-2 in the VE state feed a stage's rounded input into the next stage, whose gains are 1/sigma'
+    for a singular score: at sigma' = 1e-12 the mean of the law came out 6e-4 off (true offset ~1e-14), at
+    1e-20 by 5636.  The stage-input probe refuses these (naming t_min); where float64 holds the law it
+    agrees with the exact offset."""
+    p0 = ld.Gaussian.from_spectrum([0.0, 0.0, 1.0], mean=[1.0, 2.0, 0.0])
+    process = ld.SigmaVP(80.0)
+    model = ld.GaussianScore(p0, process)
+    for sampler, t_min in (("heun_ve", 1e-8), ("heun_ve", 1e-12), ("heun_ve", 1e-20), ("dpm_2", 1e-20)):
+        with pytest.raises(ValueError, match="t_min"):
+            ld.sampling_law(model, process, sampler, 10, t_min)
+        with pytest.raises(ValueError, match="t_min"):
+            ld.sampling_law(model, process, sampler, 10, t_min, path="dense")
+    law = ld.sampling_law(model, process, "heun_ve", 10, 1e-4)
+    # the null directions: the last Heun step moves x - mu by sigma'/sigma, so the mean is mu (1 - O(sigma_min))
+    np.testing.assert_allclose(law.mean[:2], [1.0, 2.0], rtol=2e-6)
+    dense = ld.sampling_law(model, process, "heun_ve", 10, 1e-4, path="dense")
+    np.testing.assert_allclose(dense.mean, law.mean, rtol=1e-10, atol=1e-12)
+    # a regular data law is well conditioned at any t_min: no refusal
+    regular = ld.GaussianScore(ld.Gaussian.from_spectrum([0.5, 1.0, 2.0], mean=[1.0, 2.0, 0.0]), process)
+    for sampler in ("heun_ve", "dpm_2", "heun"):
+        assert np.all(np.isfinite(ld.sampling_law(regular, process, sampler, 10, 1e-20).mean))

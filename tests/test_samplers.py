@@ -476,3 +476,17 @@ def test_sde_law_stopped_inside_the_flat_region_of_a_long_schedule():
     for path in ("spectral", "dense"):
         law = ld.sampling_law(model, process, "sde", t_min=t_min, path=path)
         np.testing.assert_allclose(law.eigenvalues, exact, rtol=1e-9)
+
+
+def test_mode_tables_finite_gains_summing_past_float64_raise_no_warning():
+    """ModeTables checks the gains' finiteness by row sums; two finite gains of ~1e308 (a singular exact score
+    at sigma(t_min)^2 = 1e-308, modes kept apart by their centres) summed past float64 with a RuntimeWarning
+    ("overflow encountered in reduce") where the exact check that follows finds every gain finite."""
+    from lindiff._program import ModeTables
+
+    process = ld.SigmaVP(80.0)
+    model = ld.GaussianScore(ld.Gaussian.from_spectrum([0.0, 0.0, 1.0], mean=[1.0, 2.0, 0.0]), process)
+    prog = ld.build_sampler(process, "heun_ve", 10, 1e-154)  # its corrector evaluates the model at t_min
+    tables = ModeTables(model.spectral, model.spectral.mean_in_basis, prog)  # RuntimeWarnings are errors here
+    row = tables.gains[int(np.argmin(tables.compiled.times))]
+    assert np.all(np.isfinite(row)) and np.sort(row)[-2] > np.finfo(np.float64).max / 2  # their sum overflows
