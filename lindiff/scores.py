@@ -638,6 +638,10 @@ class LinearDenoiser(AffineModel):
         >>> local = LinearDenoiser.fit_convolutional(X, DDPM.linear(100), (4, 4), kernel_size=3)
         >>> local.kernel(10).shape  # the eps-prediction kernel w_t on the 3 x 3 box
         (3, 3)
+        >>> Xc = np.random.default_rng(1).standard_normal((5, 2 * 16))  # two-channel 4 x 4 images, (C, H, W) rows
+        >>> rgb = LinearDenoiser.fit_convolutional(Xc, DDPM.linear(100), (4, 4), channels=2)
+        >>> rgb.data.channels, rgb.kernel(10).shape  # w[c, c', o]: input channel c' to output channel c
+        (2, (2, 2, 4, 4))
         """
         from . import _convolution, _fourier
 
