@@ -1400,14 +1400,14 @@ def _probe_needed(prog: SamplerProgram) -> str | None:
     model's gains are huge (sigma -> 0 with a singular score, alpha -> 0 for a data prediction) a rounded
     input coefficient is multiplied by them (the corrector of Heun in the VE state at sigma' = 1e-12 loses
     every digit of the mean), so such programs are probed on their stage inputs too."""
-    if len(prog.slots) > 1 and any(sum(abs(c) for c in st.writes[0]) > _PROBE_COEF for st in prog.steps):
-        return "writes"
     times = [sg.t for st in prog.steps if len(st.stages) > 1 for sg in st.stages]
-    if times:
+    if times:  # (writes and stage inputs both: PNDM's Runge-Kutta warm-up is multistep and multi-stage)
         tt = np.asarray(times, float)
         small = min(float(np.min(prog.process.sigma(tt))), float(np.min(prog.process.alpha(tt))))
         if small < _PROBE_SMALL:
             return "stages"
+    if len(prog.slots) > 1 and any(sum(abs(c) for c in st.writes[0]) > _PROBE_COEF for st in prog.steps):
+        return "writes"
     return None
 
 
@@ -1442,8 +1442,9 @@ def _check_conditioning(sampler: str, law, probe, what: str = "writes") -> None:
     kappa = change / _PROBE_DELTA
     reason = ("its multistep recursion amplifies errors at these step sizes; use more steps (a finer grid)"
               if what == "writes" else
-              "a stage's rounded input is multiplied by the model's huge gains where sigma or alpha is tiny; use a "
-              "larger t_min (or a single-stage sampler)")
+              "a stage's rounded input is multiplied by the model's huge gains where sigma or alpha is tiny (a "
+              "singular score near t = 0, or alpha -> 0 on a steep schedule); use a larger t_min, more steps or a "
+              "smaller T (or a single-stage sampler)")
     if not kappa <= 1e8:
         raise ValueError(
             f"the law of sampler {sampler!r} on this grid is ill-conditioned: changing its step coefficients by a "

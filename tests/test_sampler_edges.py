@@ -155,3 +155,14 @@ def test_multi_stage_samplers_refuse_laws_float64_cannot_hold_at_tiny_sigma():
     regular = ld.GaussianScore(ld.Gaussian.from_spectrum([0.5, 1.0, 2.0], mean=[1.0, 2.0, 0.0]), process)
     for sampler in ("heun_ve", "dpm_2", "heun"):
         assert np.all(np.isfinite(ld.sampling_law(regular, process, sampler, 10, 1e-20).mean))
+
+
+def test_pndm_runge_kutta_warm_up_on_a_steep_schedule_is_refused_on_both_paths():
+    """Found by the deep fuzz: PNDM's Runge-Kutta warm-up is multistep *and* multi-stage; with alpha(T) = 2e-14
+    its stage inputs cancel by 7e6 and the law is lost (dense variance 1e8 against ~1 from 60-digit mpmath,
+    spectral off by 6e-5).  Probing only the writes missed it; the stage-input probe refuses both paths."""
+    process = ld.VP.linear(2.0, 2.0, 31.6228)
+    model = ld.LinearDenoiser.fit(ld.Gaussian.from_spectrum([1.0, 1.0]).sample(3, 0), process)
+    for path in ("spectral", "dense"):
+        with pytest.raises(ValueError, match="t_min.*smaller T"):
+            ld.sampling_law(model, process, "pndm", 2, 15.811388300841896, path=path)
