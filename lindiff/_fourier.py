@@ -106,25 +106,18 @@ def hartley(x: np.ndarray, grid: tuple[int, ...], axis: int) -> np.ndarray:
     return (f.real - f.imag).reshape(d, n)
 
 
-class HartleyBasis:
-    """The d x d orthonormal Hartley basis of a periodic grid (see the module docstring), held implicitly.
+class _ImplicitBasis:
+    """What the implicit bases share: a read-only float64 (d, d) array for numpy's purposes, whose ``@`` is a
+    transform (the subclasses' ``__matmul__`` / ``__rmatmul__``) and whose every other array operation goes
+    through the dense matrix (``dense()``, refused past ``DENSE_LIMIT``).  Immutable and its own copy."""
 
-    Behaves as a read-only float64 array of shape (d, d) for ``@`` (FFT, O(d log d) per vector) and, for
-    ``d <= DENSE_LIMIT``, for every other array operation (through the dense matrix).  Immutable; one
-    instance per grid (:func:`hartley_basis`).
-    """
-
-    __array_ufunc__ = None  # ndarray @ H and ndarray * H defer to the methods below
-    __slots__ = ("grid", "d", "__weakref__")
+    __array_ufunc__ = None  # ndarray @ U and ndarray * U defer to the methods below
+    __slots__ = ()
     ndim = 2
     dtype = np.dtype(np.float64)
 
-    def __init__(self, grid: tuple[int, ...]):
-        object.__setattr__(self, "grid", tuple(int(n) for n in grid))
-        object.__setattr__(self, "d", math.prod(self.grid))
-
     def __setattr__(self, name, value):
-        raise AttributeError("HartleyBasis is immutable")
+        raise AttributeError(f"{type(self).__name__} is immutable")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -133,6 +126,45 @@ class HartleyBasis:
     @property
     def size(self) -> int:
         return self.d * self.d
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __array__(self, dtype=None, copy=None):
+        out = self.dense()
+        return out if dtype is None else out.astype(dtype)
+
+    def __getitem__(self, key):
+        return self.dense()[key]
+
+    def __mul__(self, other):
+        return self.dense() * (other.dense() if isinstance(other, _ImplicitBasis) else other)
+
+    __rmul__ = __mul__
+
+    def __neg__(self):
+        return -self.dense()
+
+    def __len__(self) -> int:
+        return self.d
+
+
+class HartleyBasis(_ImplicitBasis):
+    """The d x d orthonormal Hartley basis of a periodic grid (see the module docstring), held implicitly.
+
+    Behaves as a read-only float64 array of shape (d, d) for ``@`` (FFT, O(d log d) per vector) and, for
+    ``d <= DENSE_LIMIT``, for every other array operation (through the dense matrix).  Immutable; one
+    instance per grid (:func:`hartley_basis`).
+    """
+
+    __slots__ = ("grid", "d", "__weakref__")
+
+    def __init__(self, grid: tuple[int, ...]):
+        object.__setattr__(self, "grid", tuple(int(n) for n in grid))
+        object.__setattr__(self, "d", math.prod(self.grid))
 
     @property
     def T(self) -> "HartleyBasis":
@@ -143,12 +175,6 @@ class HartleyBasis:
 
     def __reduce__(self):
         return (hartley_basis, (self.grid,))
-
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self
 
     def __eq__(self, other) -> bool:
         return isinstance(other, HartleyBasis) and other.grid == self.grid
@@ -179,24 +205,6 @@ class HartleyBasis:
         check_dense(self.d, "the dense form of the Hartley basis")
         return hartley(np.eye(self.d), self.grid, -1)
 
-    def __array__(self, dtype=None, copy=None):
-        out = self.dense()
-        return out if dtype is None else out.astype(dtype)
-
-    def __getitem__(self, key):
-        return self.dense()[key]
-
-    def __mul__(self, other):
-        return self.dense() * (other.dense() if isinstance(other, HartleyBasis) else other)
-
-    __rmul__ = __mul__
-
-    def __neg__(self):
-        return -self.dense()
-
-    def __len__(self) -> int:
-        return self.d
-
     def congruence(self, values: np.ndarray) -> np.ndarray:
         """``H diag(values) H`` as a dense symmetric matrix (a circulant when ``values`` is symmetric)."""
         check_dense(self.d, "the dense covariance of a stationary Gaussian")
@@ -219,12 +227,12 @@ def hartley_basis(grid) -> HartleyBasis:
 
 def is_implicit(U) -> bool:
     """True for an implicit basis (not an ndarray): products with it are transforms, not matmuls."""
-    return isinstance(U, (HartleyBasis, ChannelBasis))
+    return isinstance(U, _ImplicitBasis)
 
 
 def grid_of(U) -> tuple[int, ...] | None:
     """The periodic grid of an implicit Fourier basis (the spatial grid for a channel basis), else None."""
-    return U.grid if isinstance(U, (HartleyBasis, ChannelBasis)) else None
+    return U.grid if isinstance(U, _ImplicitBasis) else None
 
 
 def channels_of(U) -> int | None:
@@ -263,7 +271,7 @@ def _unrows(y: np.ndarray, kind: str) -> np.ndarray:
     return y if kind == "rows" else np.ascontiguousarray(y.T)
 
 
-class ChannelBasis:
+class ChannelBasis(_ImplicitBasis):
     r"""The real orthonormal eigenbasis of a C-channel stationary field on a periodic grid, held implicitly.
 
     A sample is an array of shape ``(C, *grid)`` flattened in C order (a CHW image), ``d = C prod(grid)``.
@@ -287,10 +295,7 @@ class ChannelBasis:
     transpose, which is not ``U``); both are immutable.
     """
 
-    __array_ufunc__ = None
     __slots__ = ("grid", "channels", "vectors", "d", "transposed", "_partner", "__weakref__")
-    ndim = 2
-    dtype = np.dtype(np.float64)
 
     def __init__(self, grid, vectors: np.ndarray, _transposed: bool = False, _partner: "ChannelBasis | None" = None):
         grid = tuple(int(n) for n in grid)
@@ -309,17 +314,6 @@ class ChannelBasis:
         set_(self, "transposed", bool(_transposed))
         set_(self, "_partner", _partner if _partner is not None else ChannelBasis(grid, vectors, not _transposed, self))
 
-    def __setattr__(self, name, value):
-        raise AttributeError("ChannelBasis is immutable")
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.d, self.d)
-
-    @property
-    def size(self) -> int:
-        return self.d * self.d
-
     @property
     def T(self) -> "ChannelBasis":
         return self._partner
@@ -329,12 +323,6 @@ class ChannelBasis:
 
     def __reduce__(self):
         return (_restore_channel_basis, (self.grid, self.vectors, self.transposed))
-
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self
 
     def __eq__(self, other) -> bool:
         return (isinstance(other, ChannelBasis) and other.grid == self.grid and other.channels == self.channels
@@ -396,24 +384,6 @@ class ChannelBasis:
         check_dense(self.d, "the dense form of a channel Fourier basis")
         eye = np.eye(self.d)
         return self.synthesise(eye) if self.transposed else self.analyse(eye)
-
-    def __array__(self, dtype=None, copy=None):
-        out = self.dense()
-        return out if dtype is None else out.astype(dtype)
-
-    def __getitem__(self, key):
-        return self.dense()[key]
-
-    def __mul__(self, other):
-        return self.dense() * (other.dense() if isinstance(other, (ChannelBasis, HartleyBasis)) else other)
-
-    __rmul__ = __mul__
-
-    def __neg__(self):
-        return -self.dense()
-
-    def __len__(self) -> int:
-        return self.d
 
     def congruence(self, values: np.ndarray) -> np.ndarray:
         """``U diag(values) U^T`` as a dense symmetric matrix (the block circulant of the field)."""
