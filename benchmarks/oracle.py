@@ -17,20 +17,11 @@ Run: ``python benchmarks/oracle.py [--d 64] [--steps 1000] [--batch 16]`` (needs
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
 import lindiff as ld
-
-
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from floors import best_of as best  # the one timing helper of the benchmarks
 
 
 def main() -> None:

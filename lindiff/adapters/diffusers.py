@@ -625,22 +625,24 @@ class _ModelOutput:
         return float(self.sig[int(np.argmin(np.abs(self.ts - t)))])
 
     def coefficients(self, key: float):
-        """(W^T, b) of the output at lindiff time ``key``: ``output = x @ W^T + b``."""
+        """(W^T, b) of the output at lindiff time ``key``: ``output = x @ W^T + b`` (a few times cached)."""
         if key not in self.cache:
             if len(self.cache) > 8:
                 self.cache.clear()
             W, b = self.model.affine(key)
             process = self.model.process
-            a, s = float(process.alpha(key)), float(process.sigma(key))
-            eye = np.eye(W.shape[0])
-            if self.prediction == "epsilon":
-                out = (W, b)
-            elif self.prediction == "sample":  # x0 = (x - s eps) / a
-                out = ((eye - s * W) / a, -s * b / a)
-            else:  # v = a eps - s x0 = (eps - s x) / a on the VP state (a^2 + s^2 = 1)
-                out = ((W - s * eye) / a, b / a)
-            self.cache[key] = (np.ascontiguousarray(out[0].T), np.asarray(out[1], dtype=np.float64))
+            W_out, b_out = self._output(key, W, b, float(process.alpha(key)), float(process.sigma(key)))
+            self.cache[key] = (np.ascontiguousarray(W_out.T), np.asarray(b_out, dtype=np.float64))
         return self.cache[key]
+
+    def _output(self, key: float, W: np.ndarray, b: np.ndarray, a: float, s: float):
+        """The network output ``W_out x + b_out`` from the eps-model ``W x + b`` at alpha = a, sigma = s."""
+        eye = np.eye(W.shape[0])
+        if self.prediction == "epsilon":
+            return W, b
+        if self.prediction == "sample":  # x0 = (x - s eps) / a
+            return (eye - s * W) / a, -s * b / a
+        return (W - s * eye) / a, b / a  # v = a eps - s x0 = (eps - s x) / a on the VP state (a^2 + s^2 = 1)
 
     def __call__(self, sample, timestep):
         try:
@@ -666,25 +668,16 @@ class _EDMModelOutput(_ModelOutput):
             raise ValueError(f"{type(scheduler).__name__} preconditions prediction_type 'epsilon' or 'v_prediction', "
                              f"got {self.prediction!r}")
 
-    def coefficients(self, key: float):
-        if key not in self.cache:
-            if len(self.cache) > 8:
-                self.cache.clear()
-            W, b = self.model.affine(key)
-            process = self.model.process
-            a, s = float(process.alpha(key)), float(process.sigma(key))
-            sv, sd = key, self.sd  # on SigmaVP the time is the VE sigma
-            eye = np.eye(W.shape[0])
-            c_in = 1.0 / np.sqrt(sv * sv + sd * sd)
-            c_skip = sd * sd / (sv * sv + sd * sd)
-            c_out = sv * sd / np.sqrt(sv * sv + sd * sd) * (1.0 if self.prediction == "epsilon" else -1.0)
-            # input u = c_in x_ve, x_vp = a x_ve = (a / c_in) u; x0_hat = (x_vp - s eps_hat)/a
-            A0 = (eye - s * W) / a
-            b0 = -s * b / a
-            Wu = (A0 * (a / c_in) - c_skip / c_in * eye) / c_out
-            bu = b0 / c_out
-            self.cache[key] = (np.ascontiguousarray(Wu.T), np.asarray(bu, dtype=np.float64))
-        return self.cache[key]
+    def _output(self, key: float, W: np.ndarray, b: np.ndarray, a: float, s: float):
+        sv, sd = key, self.sd  # on SigmaVP the time is the VE sigma
+        eye = np.eye(W.shape[0])
+        c_in = 1.0 / np.sqrt(sv * sv + sd * sd)
+        c_skip = sd * sd / (sv * sv + sd * sd)
+        c_out = sv * sd / np.sqrt(sv * sv + sd * sd) * (1.0 if self.prediction == "epsilon" else -1.0)
+        # input u = c_in x_ve, x_vp = a x_ve = (a / c_in) u; x0_hat = (x_vp - s eps_hat)/a
+        A0 = (eye - s * W) / a
+        b0 = -s * b / a
+        return (A0 * (a / c_in) - c_skip / c_in * eye) / c_out, b0 / c_out
 
 
 _INTERLEAVED = ("HeunDiscreteScheduler", "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
