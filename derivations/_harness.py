@@ -111,6 +111,21 @@ class Page:
         return "\n".join(lines)
 
 
+def symbolic_matrix(prefix: str, rows: int, cols: int | None = None, symmetric: bool = False) -> sp.Matrix:
+    """A rows x cols matrix of symbols ``{prefix}{i}{j}`` (square, ``{prefix}{min}{max}``, when symmetric)."""
+    if symmetric:
+        return sp.Matrix(rows, rows, lambda i, j: sp.Symbol(f"{prefix}{min(i, j)}{max(i, j)}"))
+    return sp.Matrix(rows, rows if cols is None else cols, lambda i, j: sp.Symbol(f"{prefix}{i}{j}"))
+
+
+def normal_expectation(expr, normals) -> sp.Expr:
+    """E of a polynomial of degree <= 4 in each of the independent standard normals ``normals``
+    (moments 1, 0, 1, 0, 3)."""
+    poly = sp.Poly(sp.expand(expr), *normals)
+    mom = {0: 1, 1: 0, 2: 1, 3: 0, 4: 3}
+    return sp.expand(sum(c * sp.prod([mom[k] for k in m]) for m, c in poly.terms()))
+
+
 def load(name: str):
     if str(HERE.parent) not in sys.path:
         sys.path.insert(0, str(HERE.parent))

@@ -18,9 +18,9 @@ import numpy as np
 import sympy as sp
 
 try:
-    from ._harness import Page, main
+    from ._harness import Page, main, normal_expectation, symbolic_matrix
 except ImportError:
-    from _harness import Page, main
+    from _harness import Page, main, normal_expectation, symbolic_matrix
 
 from lindiff.variance import noise_draw_weight_moments
 
@@ -36,15 +36,7 @@ def make_page():
 
 
 def _mat(name, symmetric=False):
-    if symmetric:
-        return sp.Matrix(d, d, lambda i, j: sp.Symbol(f"{name}{min(i, j)}{max(i, j)}"))
-    return sp.Matrix(d, d, lambda i, j: sp.Symbol(f"{name}{i}{j}"))
-
-
-def _expect_normals(expr, normals):
-    poly = sp.Poly(sp.expand(expr), *normals)
-    mom = {0: 1, 1: 0, 2: 1, 3: 0, 4: 3}
-    return sp.expand(sum(c * sp.prod([mom[k] for k in m]) for m, c in poly.terms()))
+    return symbolic_matrix(name, d, symmetric=symmetric)
 
 
 def derive(page):
@@ -71,13 +63,13 @@ def derive(page):
     E0 = sum((e * e.T - sp.eye(d) for e in eps.values()), sp.zeros(d, d)) / n
     ebar = sum(eps.values(), sp.zeros(d, 1)) / n
     S = sum((wi * wi.T for wi in w), sp.zeros(d, d)) / N
-    okA = all(sp.expand(_expect_normals(A[k, l] * A[k2, l2], normals) - S[k, k2] * int(l == l2) / n) == 0
+    okA = all(sp.expand(normal_expectation(A[k, l] * A[k2, l2], normals) - S[k, k2] * int(l == l2) / n) == 0
               for k, l, k2, l2 in itertools.product(range(d), repeat=4))
-    okE = all(sp.expand(_expect_normals(E0[k, l] * E0[k2, l2], normals) - sp.Rational(int(k == k2 and l == l2) + int(k == l2 and l == k2), n)) == 0
+    okE = all(sp.expand(normal_expectation(E0[k, l] * E0[k2, l2], normals) - sp.Rational(int(k == k2 and l == l2) + int(k == l2 and l == k2), n)) == 0
               for k, l, k2, l2 in itertools.product(range(d), repeat=4))
-    okAE = all(_expect_normals(A[k, l] * E0[k2, l2], normals) == 0 for k, l, k2, l2 in itertools.product(range(d), repeat=4))
-    okAb = all(_expect_normals(A[k, l] * ebar[m], normals) == 0 for k, l, m in itertools.product(range(d), repeat=3))
-    okb = okAb and all(sp.expand(_expect_normals(ebar[k] * ebar[l], normals) - sp.Rational(int(k == l), n)) == 0
+    okAE = all(normal_expectation(A[k, l] * E0[k2, l2], normals) == 0 for k, l, k2, l2 in itertools.product(range(d), repeat=4))
+    okAb = all(normal_expectation(A[k, l] * ebar[m], normals) == 0 for k, l, m in itertools.product(range(d), repeat=3))
+    okb = okAb and all(sp.expand(normal_expectation(ebar[k] * ebar[l], normals) - sp.Rational(int(k == l), n)) == 0
               for k, l in itertools.product(range(d), repeat=2))
     page.results["_moments"] = (okA, okE, okAE, okb)
     page.step("E[A_kl A_k'l'] = S_kk' delta_ll'/n; E[E0_kl E0_k'l'] = (delta_kk' delta_ll' + delta_kl' delta_lk')/n; "

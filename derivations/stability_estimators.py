@@ -17,9 +17,9 @@ import numpy as np
 import sympy as sp
 
 try:
-    from ._harness import Page, main
+    from ._harness import Page, main, normal_expectation, symbolic_matrix
 except ImportError:
-    from _harness import Page, main
+    from _harness import Page, main, normal_expectation, symbolic_matrix
 
 import lindiff as ld
 from lindiff.stability import _gap_estimates, _pair_terms, bound_estimate, stability_terms
@@ -36,16 +36,7 @@ def make_page():
 
 
 def _sym(name, rows, cols, symmetric=False):
-    if symmetric:
-        return sp.Matrix(rows, rows, lambda i, j: sp.Symbol(f"{name}_{min(i, j)}{max(i, j)}"))
-    return sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"{name}_{i}{j}"))
-
-
-def _gaussian_expectation(expr, us):
-    """E over independent standard normals ``us`` of a polynomial (moments 0, 1, 0, 3)."""
-    poly = sp.Poly(sp.expand(expr), *us)
-    mom = {0: 1, 1: 0, 2: 1, 3: 0, 4: 3}
-    return sp.expand(sum(c * sp.prod([mom[k] for k in m]) for m, c in poly.terms()))
+    return symbolic_matrix(f"{name}_", rows, cols, symmetric)
 
 
 def derive(page):
@@ -76,8 +67,8 @@ def derive(page):
     mean = sum(xs, sp.zeros(d, 1)) / N
     cov = sum(((x - mean) * (x - mean).T for x in xs), sp.zeros(d, d)) / N
     flat = [v for u in us for v in u]
-    Ecov = cov.applyfunc(lambda e: _gaussian_expectation(e, flat))
-    Edm = ((mean - mu) * (mean - mu).T).applyfunc(lambda e: _gaussian_expectation(e, flat))
+    Ecov = cov.applyfunc(lambda e: normal_expectation(e, flat))
+    Edm = ((mean - mu) * (mean - mu).T).applyfunc(lambda e: normal_expectation(e, flat))
     Sigma = L * L.T
     page.results["_Ecov"] = sp.simplify(Ecov - sp.Rational(N - 1, N) * Sigma)
     page.results["_Edm"] = sp.simplify(Edm - Sigma / N)
