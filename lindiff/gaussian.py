@@ -785,24 +785,28 @@ def hellinger(p: Gaussian, q: Gaussian) -> float:
                       - 0.25 * float(np.sum(dm_u[keep] ** 2 / (lp + lq))))
         elif _channel_pair(p, q):
             log_bc = _log_bc_channels(p, q, dm)
-            if log_bc is None:  # mutually singular
-                return 1.0
         else:
-            fast = None if p.singular or q.singular else _log_bc_from_factor(p, q, dm)
-            if fast is not None:
-                return float(np.sqrt(max(-np.expm1(min(fast, 0.0)), 0.0)))
-            if _support_mismatch(p, q, dm) is not None:
-                return 1.0
-            pen = _pencil(p, q, dm)
-            x = pen.x
-            if x.size == 0 or (x.min() >= -0.5 and x.max() <= 1.0):
-                # every r in [1/2, 2]: the x_i are accurate to eps, and nothing cancels
-                det_term = float(np.sum(np.log1p(x * x / (4.0 * (1.0 + x)))))
-                log_bc = -0.25 * det_term - 0.125 * float(np.sum(pen.mean**2 / (1.0 + 0.5 * x)))
-            else:
-                log_bc = _log_bc_far(p, q, dm, pen)
+            log_bc = _log_bc_dense(p, q, dm)
+        if log_bc is None:  # mutually singular
+            return 1.0
     h2 = -np.expm1(min(float(log_bc), 0.0))
     return float(np.sqrt(max(h2, 0.0)))
+
+
+def _log_bc_dense(p: Gaussian, q: Gaussian, dm: np.ndarray) -> float | None:
+    """log BC of two Gaussians in different bases; None when they are mutually singular."""
+    fast = None if p.singular or q.singular else _log_bc_from_factor(p, q, dm)
+    if fast is not None:
+        return fast
+    if _support_mismatch(p, q, dm) is not None:
+        return None
+    pen = _pencil(p, q, dm)
+    x = pen.x
+    if x.size == 0 or (x.min() >= -0.5 and x.max() <= 1.0):
+        # every r in [1/2, 2]: the x_i are accurate to eps, and nothing cancels
+        det_term = float(np.sum(np.log1p(x * x / (4.0 * (1.0 + x)))))
+        return -0.25 * det_term - 0.125 * float(np.sum(pen.mean**2 / (1.0 + 0.5 * x)))
+    return _log_bc_far(p, q, dm, pen)
 
 
 def _log_bc_from_factor(p: Gaussian, q: Gaussian, dm: np.ndarray) -> float | None:
@@ -810,11 +814,11 @@ def _log_bc_from_factor(p: Gaussian, q: Gaussian, dm: np.ndarray) -> float | Non
     cached spectra: :math:`\tfrac14\log\det\Sigma_p + \tfrac14\log\det\Sigma_q - \tfrac12\log\det\bar\Sigma
     - \tfrac18\Delta\mu^T\bar\Sigma^{-1}\Delta\mu`.
 
-    None unless the pair is far apart (``log BC <= -0.1``) and, as for KL (:func:`_kl_from_eigendecompositions`),
-    the value is large compared with the rounding error of its terms (``~ sqrt(d) eps`` times their
-    magnitudes, asked to be 1e-10 relative), and unless the average is well conditioned (its smallest eigenvalue at least half the larger of the two
-    smallest covariance eigenvalues, at most 1e8 below the largest): then the whitened-difference path
-    (one ``eigh``) decides, accurate near ``p = q`` and at any condition number.
+    None unless the pair is far apart (``log BC <= -0.1``), the value is large compared with the rounding
+    error of its terms (``~ sqrt(d) eps`` times their magnitudes, asked to be 1e-10 relative, as for KL in
+    :func:`_kl_from_eigendecompositions`) and the average is well conditioned (its smallest eigenvalue at
+    least half the larger of the two smallest covariance eigenvalues, at most 1e8 below the largest); then
+    the whitened-difference path (one ``eigh``) decides, accurate near ``p = q`` at any condition number.
     """
     lp, lq = p.eigenvalues, q.eigenvalues
     top = max(float(lp.max()), float(lq.max()))
