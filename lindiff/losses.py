@@ -100,10 +100,20 @@ def _moments(model: AffineModel, data) -> tuple[np.ndarray, np.ndarray]:
     return _projected_moments(model, _data_gaussian(model, data))
 
 
-def _spectral_terms(model: AffineModel, times, alpha, sigma) -> tuple[np.ndarray, np.ndarray]:
-    """Per time, ``||I - sigma W||_F^2`` and the squared eigenvalues of ``W_t`` (times x d) of a spectral model."""
-    w = sigma[:, None] * _gains(model, times, alpha, sigma)  # eigenvalues of W_t
-    return np.sum((1 - sigma[:, None] * w) ** 2, axis=1), w * w
+def _weights(model: AffineModel, times, alpha, sigma) -> np.ndarray:
+    """The eigenvalues of ``W_t`` of a spectral model, (times x d)."""
+    return sigma[:, None] * _gains(model, times, alpha, sigma)
+
+
+def _common(w: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Per time, ``||I - sigma W||_F^2``: the part of the DSM loss that does not depend on the data."""
+    return np.sum((1 - sigma[:, None] * w) ** 2, axis=1)
+
+
+def _gap(alpha, w2, test: tuple, train: tuple) -> np.ndarray:
+    """Test minus training loss from the two data's projected moments (``_moments``), the common part cancelled."""
+    (c_test, d_test), (c_train, d_train) = test, train
+    return alpha**2 * np.sum(w2 * ((c_test - c_train) + (d_test**2 - d_train**2)), axis=1)
 
 
 def _second_moment(cdiag: np.ndarray, dmean: np.ndarray) -> np.ndarray:
@@ -146,8 +156,8 @@ def dsm_loss(model: AffineModel, data, t) -> float | np.ndarray:
     _check_affine(model)
     times, scalar, alpha, sigma = _schedule(model, t)
     if model.spectral is not None:
-        common, w2 = _spectral_terms(model, times, alpha, sigma)
-        out = common + alpha**2 * np.sum(w2 * _second_moment(*_moments(model, data)), axis=1)
+        w = _weights(model, times, alpha, sigma)
+        out = _common(w, sigma) + alpha**2 * np.sum(w * w * _second_moment(*_moments(model, data)), axis=1)
     else:
         g = _data_gaussian(model, data)
         out = np.empty(times.shape)
@@ -232,10 +242,8 @@ def generalisation_gap(model: AffineModel, X, p0: Gaussian, t) -> float | np.nda
         raise TypeError(f"p0 must be a lindiff.Gaussian, got {type(p0).__name__}")
     times, scalar, alpha, sigma = _schedule(model, t)
     if model.spectral is not None:
-        c_test, d_test = _moments(model, p0)
-        c_train, d_train = _moments(model, X)
-        w2 = _spectral_terms(model, times, alpha, sigma)[1]
-        out = alpha**2 * np.sum(w2 * ((c_test - c_train) + (d_test**2 - d_train**2)), axis=1)
+        w2 = _weights(model, times, alpha, sigma) ** 2
+        out = _gap(alpha, w2, _moments(model, p0), _moments(model, X))
     else:
         train = _data_gaussian(model, X)
         test = _data_gaussian(model, p0)
@@ -262,12 +270,11 @@ def train_test_losses(model: AffineModel, X, p0: Gaussian, t) -> tuple:
     if model.spectral is None:
         return dsm_loss(model, X, t), dsm_loss(model, p0, t), generalisation_gap(model, X, p0, t)
     times, scalar, alpha, sigma = _schedule(model, t)
-    c_test, d_test = _moments(model, p0)
-    c_train, d_train = _moments(model, X)
-    common, w2 = _spectral_terms(model, times, alpha, sigma)
-    a2 = alpha**2
-    out = (common + a2 * np.sum(w2 * _second_moment(c_train, d_train), axis=1),
-           common + a2 * np.sum(w2 * _second_moment(c_test, d_test), axis=1),
-           a2 * np.sum(w2 * ((c_test - c_train) + (d_test**2 - d_train**2)), axis=1))
+    test, train = _moments(model, p0), _moments(model, X)
+    w = _weights(model, times, alpha, sigma)
+    common, w2, a2 = _common(w, sigma), w * w, alpha**2
+    out = (common + a2 * np.sum(w2 * _second_moment(*train), axis=1),
+           common + a2 * np.sum(w2 * _second_moment(*test), axis=1),
+           _gap(alpha, w2, test, train))
     return tuple(float(v[0]) for v in out) if scalar else out
 
